@@ -1,0 +1,260 @@
+"""The offline stage end to end for an OFA MobileNetV3 supernet (dynofa_ros.supernet.ofa_mbv3).
+
+profile a per-layer LUT on this device -> fit the project's accuracy predictor on measured sub-networks
+-> evolutionary search swept over latency (LUT) or FLOPs limits -> re-measure the candidates for real
+(BN recalibrated, accuracy on the evaluation set, latency on the device, memory) -> keep the
+non-dominated ones over (latency, accuracy, memory) -> BN statistics + operating-point table.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from dynofa_ros.engine.bn_stats import bn_state, bn_stats_filename, recalibrate_bn, save_bn_stats
+from dynofa_ros.offline.acc_predictor import MLPAccuracyPredictor
+from dynofa_ros.offline.lut import LatencyLUT, LayerDesc, ResolutionLUT, mbv3_layers, profile_layers
+from dynofa_ros.offline.profiler import device_key, measure_latency, module_memory_mb, num_threads, peak_memory_mb
+from dynofa_ros.offline.search import (EvolutionParams, SearchResult, SearchSpace, SlotArch, pareto_front,
+                                       slot_encode, slot_space, sweep, unique_candidates)
+from dynofa_ros.operating_points import (LatencyStats, Normalization, OperatingPoint, OperatingPointTable,
+                                         SupernetInfo, save_table)
+from dynofa_ros.supernet.ofa_mbv3 import MBv3Spec, OFAMobileNetV3Supernet
+
+from ofa.utils import make_divisible
+
+
+def mbv3_macs(layers: Sequence[LayerDesc], first_kernel: int = 3) -> int:
+    """MACs of an MBv3 network from its layer list, without building it (same count as
+    `Supernet.flops`: convs and linears, SE included, OFA's "FLOPs" convention)."""
+    total = 0
+    for ly in layers:
+        if ly.kind == "Conv":
+            total += ly.in_shape[2] * ly.out_shape[2] * first_kernel ** 2 * ly.out_shape[0] * ly.out_shape[1]
+        elif ly.kind == "expanded_conv":
+            (h, w, cin), (ho, wo, cout), mid = ly.in_shape, ly.out_shape, ly.mid
+            if mid != cin:
+                total += cin * mid * h * w
+            total += mid * ly.ks ** 2 * ho * wo + mid * cout * ho * wo
+            if ly.se:
+                total += 2 * mid * make_divisible(mid // 4, 8)
+        elif ly.kind in ("Conv_1", "Conv_2"):
+            total += ly.in_shape[2] * ly.out_shape[2] * ly.out_shape[0] * ly.out_shape[1]
+        elif ly.kind == "Logits":
+            total += ly.in_shape[2] * ly.out_shape[0]
+    return total
+
+
+class MBv3Adapter:
+    """Bridges the engine's MBv3 supernet and the slot-based search space."""
+
+    def __init__(self, supernet: OFAMobileNetV3Supernet) -> None:
+        sp = supernet.space()
+        self.supernet = supernet
+        self.ks, self.es, self.ds, self.rs = sp["kernel"], sp["expand"], sp["depth"], sp["resolution"]
+        self.first_kernel = supernet.net.first_conv.kernel_size
+        self._layers: dict[SlotArch, list[LayerDesc]] = {}
+
+    def space(self) -> SearchSpace[SlotArch]:
+        return slot_space(self.ks, self.es, self.ds, self.rs)
+
+    def to_spec(self, a: SlotArch) -> MBv3Spec:
+        return self.supernet.from_ofa_arch({"ks": list(a.ks), "e": list(a.e), "d": list(a.d)}, a.r)
+
+    def from_spec(self, spec: MBv3Spec | str) -> SlotArch:
+        spec = self.supernet.as_spec(spec)
+        arch = self.supernet.to_ofa_arch(spec)
+        return SlotArch(tuple(arch["ks"]), tuple(arch["e"]), tuple(arch["d"]), spec.resolution)
+
+    def layers(self, a: SlotArch) -> list[LayerDesc]:
+        if a not in self._layers:
+            self.supernet.set_active(self.to_spec(a))
+            self._layers[a] = mbv3_layers(self.supernet.net.get_active_net_config(), a.r, self.supernet.in_channels)
+        return self._layers[a]
+
+    def encode(self, a: SlotArch) -> list[float]:
+        return slot_encode(a, self.ks, self.es, self.rs)
+
+    def mflops(self, a: SlotArch) -> float:
+        return mbv3_macs(self.layers(a), self.first_kernel) / 1e6
+
+
+# ---------------------------------------------------------------------------------- LUT profiling
+
+def build_lut(supernet: OFAMobileNetV3Supernet, folder: str | Path, *, device: str = "cpu",
+              threads: int | None = 1, warmup: int = 5, runs: int = 30, show_progress: bool = True) -> ResolutionLUT:
+    """Profile every layer shape of the space on this device (uniform kernel/expand at full depth covers
+    every block shape). Resumable: existing `<R>_lookup_table.yaml` entries are kept, each resolution is
+    saved atomically when done."""
+    from tqdm import tqdm
+
+    folder = Path(folder)
+    sp = supernet.space()
+    tables: dict[int, LatencyLUT] = {}
+    jobs = [(r, k, e) for r in sp["resolution"] for k in sp["kernel"] for e in sp["expand"]]
+    for r in sp["resolution"]:
+        path = folder / f"{r}_lookup_table.yaml"
+        tables[r] = LatencyLUT.load(path) if path.exists() else LatencyLUT(source=str(path))
+
+    def measure(module: torch.nn.Module, x: torch.Tensor):
+        module, x = module.to(device), x.to(device)
+        return measure_latency(module, x, warmup=warmup, runs=runs, threads=threads)
+
+    for r, k, e in tqdm(jobs, desc=f"LUT {device_key(device, threads)}", unit="net", disable=not show_progress):
+        spec = MBv3Spec(r, tuple(tuple((k, e) for _ in range(max(sp["depth"]))) for _ in range(sp["stages"])))
+        supernet.set_active(spec)
+        config = supernet.net.get_active_net_config()
+        if all(ly.key() in tables[r] for ly in mbv3_layers(config, r, supernet.in_channels)):
+            continue
+        if profile_layers(supernet.extract(spec), config, r, tables[r], in_channels=supernet.in_channels,
+                          measure=measure):
+            tables[r].save(folder / f"{r}_lookup_table.yaml")
+    return ResolutionLUT(tables, supernet.in_channels)
+
+
+# ----------------------------------------------------------------------------- accuracy measurement
+
+@dataclass
+class EvalData:
+    """Calibration images for BN and labelled evaluation images, uint8 [N, C, H, W] before preprocessing."""
+    calib_images: torch.Tensor
+    eval_images: torch.Tensor
+    eval_labels: torch.Tensor
+    preprocess: Callable[[torch.Tensor, int], torch.Tensor]
+    batch_size: int = 500
+    _cache: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)
+
+    def batches(self, which: str, resolution: int) -> list[torch.Tensor]:
+        key = (which, resolution)
+        if key not in self._cache:
+            imgs = self.calib_images if which == "calib" else self.eval_images
+            self._cache[key] = self.preprocess(imgs, resolution)
+        x = self._cache[key]
+        return list(x.split(self.batch_size))
+
+
+def measure_accuracy(supernet: OFAMobileNetV3Supernet, spec: MBv3Spec, data: EvalData) -> tuple[float, dict, torch.nn.Module]:
+    """Extract, recalibrate BN on the calibration images, top-1 on the evaluation images.
+    Returns (accuracy, BN state, recalibrated module)."""
+    module = supernet.extract(spec)
+    recalibrate_bn(module, data.batches("calib", spec.resolution))
+    module.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in zip(data.batches("eval", spec.resolution), data.eval_labels.split(data.batch_size)):
+            correct += int((module(x).argmax(1) == y).sum())
+    return correct / len(data.eval_labels), bn_state(module), module
+
+
+def train_predictor(adapter: MBv3Adapter, data: EvalData, n: int, *, seed: int = 0,
+                    show_progress: bool = True) -> tuple[MLPAccuracyPredictor, list[tuple[SlotArch, float]]]:
+    """Measure `n` random sub-networks (plus the largest and smallest) and fit the project's predictor."""
+    from tqdm import tqdm
+
+    rng = random.Random(seed)
+    space = adapter.space()
+    archs = [adapter.from_spec(adapter.supernet.largest()), adapter.from_spec(adapter.supernet.smallest())]
+    seen = set(archs)
+    while len(archs) < n + 2:
+        a = space.sample(rng)
+        if a not in seen:
+            seen.add(a)
+            archs.append(a)
+    samples = []
+    for a in tqdm(archs, desc="predictor data", unit="net", disable=not show_progress):
+        acc, _, _ = measure_accuracy(adapter.supernet, adapter.to_spec(a), data)
+        samples.append((a, acc))
+    pred = MLPAccuracyPredictor(len(adapter.encode(archs[0])), seed=seed)
+    pred.fit([adapter.encode(a) for a, _ in samples], [acc for _, acc in samples])
+    return pred, samples
+
+
+# ------------------------------------------------------------------------------------ search
+
+@dataclass
+class Measured:
+    arch: SlotArch
+    spec_id: str
+    accuracy: float
+    latency: dict[str, LatencyStats]
+    memory_mb: float
+    peak_memory_mb: float
+    mflops: float
+    params_m: float
+    predicted_ms: float | None
+    bn: dict[str, torch.Tensor]
+
+
+def run_search(adapter: MBv3Adapter, predictor: MLPAccuracyPredictor, *, metric: str, limits: Sequence[float],
+               lut: ResolutionLUT | None, params: EvolutionParams,
+               on_skip: Callable[[float, str], None] | None = None) -> tuple[list[SearchResult[SlotArch]], Callable[[SlotArch], float]]:
+    """Sweep the evolution over `limits` of `metric` ('latency' via the LUT, in ms, or 'mflops')."""
+    if metric == "latency":
+        if lut is None:
+            raise ValueError("latency-constrained search needs a latency LUT (dynofa profile --lut)")
+        cost = lambda a: lut.tables[a.r].predict(adapter.layers(a))  # noqa: E731
+    elif metric == "mflops":
+        cost = adapter.mflops
+    else:
+        raise ValueError(f"unknown constraint metric {metric!r}; use 'latency' or 'mflops'")
+    acc = lambda archs: predictor.predict([adapter.encode(a) for a in archs])  # noqa: E731
+    return sweep(adapter.space(), acc, cost, limits, params, on_skip=on_skip), cost
+
+
+def remeasure(adapter: MBv3Adapter, archs: Sequence[SlotArch], data: EvalData, *, device: str, threads: int | None,
+              lut: ResolutionLUT | None, warmup: int = 10, runs: int = 50, show_progress: bool = True) -> list[Measured]:
+    """Real figures for each candidate: accuracy after BN recalibration, latency on the device, memory."""
+    from tqdm import tqdm
+
+    key = device_key(device, threads)
+    out = []
+    for a in tqdm(archs, desc="re-measure", unit="net", disable=not show_progress):
+        spec = adapter.to_spec(a)
+        acc, bn, module = measure_accuracy(adapter.supernet, spec, data)
+        x = adapter.supernet.sample_input(spec).normal_()
+        module, x = module.to(device).eval(), x.to(device)
+        t = measure_latency(module, x, warmup=warmup, runs=runs, threads=threads)
+        with num_threads(threads):
+            peak = peak_memory_mb(module, x)
+        out.append(Measured(arch=a, spec_id=spec.encode(), accuracy=acc,
+                            latency={key: LatencyStats(t.median_ms, t.p95_ms)}, memory_mb=module_memory_mb(module),
+                            peak_memory_mb=peak, mflops=adapter.mflops(a),
+                            params_m=sum(p.numel() for p in module.parameters()) / 1e6,
+                            predicted_ms=lut.tables[a.r].predict(adapter.layers(a)) if lut else None, bn=bn))
+    return out
+
+
+def keep_front(measured: Sequence[Measured], dev_key: str) -> list[Measured]:
+    """Non-dominated over (median latency, accuracy, memory), sorted fastest first."""
+    front = pareto_front(list(measured), lambda m: (m.latency[dev_key].median, m.accuracy, m.memory_mb))
+    return sorted(front, key=lambda m: m.latency[dev_key].median)
+
+
+def write_table(kept: Sequence[Measured], adapter: MBv3Adapter, table_path: str | Path, *, checkpoint: str,
+                normalization: Normalization, labels: Sequence[str] | None, dev_key: str,
+                calibration: dict[str, Any]) -> OperatingPointTable:
+    """BN statistics under `<table dir>/bn/<table name>/` and the operating-point table itself."""
+    table_path = Path(table_path)
+    bn_dir = Path("bn") / table_path.stem
+    points = []
+    for m in kept:
+        rel = bn_dir / bn_stats_filename(m.spec_id)
+        save_bn_stats(table_path.parent / rel, m.spec_id, m.bn, calibration)
+        spec = adapter.supernet.decode(m.spec_id)
+        points.append(OperatingPoint(id=m.spec_id, architecture=spec.describe(), graph_variant="eager",
+                                     bn_stats=rel.as_posix(), resolution=spec.resolution,
+                                     accuracy=round(m.accuracy, 5), mflops=round(m.mflops, 3),
+                                     params_m=round(m.params_m, 4), memory_mb=round(m.memory_mb, 3),
+                                     latency_ms={dev_key: LatencyStats(round(m.latency[dev_key].median, 4),
+                                                                       round(m.latency[dev_key].p95, 4))}))
+    sup = adapter.supernet
+    table = OperatingPointTable(
+        supernet=SupernetInfo(family=sup.family, checkpoint=checkpoint, num_classes=sup.config()["n_classes"],
+                              normalization=normalization, in_channels=sup.in_channels,
+                              labels=tuple(labels) if labels else None),
+        devices=(dev_key,), points=tuple(points))
+    save_table(table, table_path)
+    return table
