@@ -1,0 +1,1 @@
+"""Platform layer (ROS-free): sysfs monitors, DVFS actuators, emulated DVFS, simulated platform, profiles."""
