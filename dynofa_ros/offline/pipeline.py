@@ -20,6 +20,9 @@ from dynofa_ros.offline.lut import LatencyLUT, LayerDesc, ResolutionLUT, mbv3_la
 from dynofa_ros.offline.profiler import device_key, measure_latency, module_memory_mb, num_threads, peak_memory_mb
 from dynofa_ros.offline.search import (EvolutionParams, SearchResult, SearchSpace, SlotArch, pareto_front,
                                        slot_encode, slot_space, sweep, unique_candidates)
+
+__all__ = ["MBv3Adapter", "EvalData", "Measured", "build_lut", "keep_front", "lut_error", "mbv3_macs",
+           "measure_accuracy", "remeasure", "run_search", "train_predictor", "unique_candidates", "write_table"]
 from dynofa_ros.operating_points import (LatencyStats, Normalization, OperatingPoint, OperatingPointTable,
                                          SupernetInfo, save_table)
 from dynofa_ros.supernet.ofa_mbv3 import MBv3Spec, OFAMobileNetV3Supernet
@@ -258,3 +261,27 @@ def write_table(kept: Sequence[Measured], adapter: MBv3Adapter, table_path: str 
         devices=(dev_key,), points=tuple(points))
     save_table(table, table_path)
     return table
+
+
+def lut_error(adapter: MBv3Adapter, lut: ResolutionLUT, n: int, *, device: str = "cpu", threads: int | None = 1,
+              warmup: int = 10, runs: int = 50, seed: int = 0) -> dict[str, Any]:
+    """LUT-predicted vs measured latency of `n` random extracted sub-networks (relative error =
+    |predicted - measured| / measured)."""
+    rng = random.Random(seed)
+    space = adapter.space()
+    samples = []
+    for _ in range(n):
+        a = space.sample(rng)
+        spec = adapter.to_spec(a)
+        module = adapter.supernet.extract(spec).to(device)
+        x = adapter.supernet.sample_input(spec).normal_().to(device)
+        measured = measure_latency(module, x, warmup=warmup, runs=runs, threads=threads).median_ms
+        predicted = lut.tables[a.r].predict(adapter.layers(a))
+        samples.append({"id": spec.encode(), "measured_ms": measured, "predicted_ms": predicted,
+                        "rel_error": abs(predicted - measured) / measured,
+                        "signed_rel_error": (predicted - measured) / measured})
+    errs = sorted(s["rel_error"] for s in samples)
+    signed = sorted(s["signed_rel_error"] for s in samples)
+    return {"n": n, "device_key": device_key(device, threads), "median_rel_error": errs[len(errs) // 2] if n % 2 else
+            (errs[n // 2 - 1] + errs[n // 2]) / 2, "worst_rel_error": errs[-1],
+            "median_signed_rel_error": signed[len(signed) // 2], "samples": samples}

@@ -1,0 +1,356 @@
+"""The `dynofa` command: offline stage (profile, search, plot) and supernet training, without ROS.
+
+    dynofa profile --checkpoint models/fmnist_ofa_mbv3.pt --lut build/lut/cpu@1t --threads 1
+    dynofa search  --checkpoint models/fmnist_ofa_mbv3.pt --lut build/lut/cpu@1t --threads 1 \
+                   --out config/operating_points/fmnist_ofa_mbv3_cpu.yaml
+    dynofa plot    config/operating_points/fmnist_ofa_mbv3_cpu.yaml --out docs/front_fmnist_cpu.png
+    dynofa search  --ofa-predictor acc_predictor.pth --ofa-lut note10/ --limits 15:60:10   (OFA ImageNet space)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from dynofa_ros.operating_points import Normalization, atomic_write_text, load_table
+
+
+def _limits(text: str) -> list[float]:
+    """'a:b:n' (n evenly spaced values from a to b) or 'x,y,z'."""
+    if ":" in text:
+        a, b, n = text.split(":")
+        n_i = int(n)
+        return [float(a) + (float(b) - float(a)) * i / max(1, n_i - 1) for i in range(n_i)]
+    return [float(v) for v in text.split(",")]
+
+
+def _evolution_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("evolution (OFA defaults: population 100, 500 generations)")
+    g.add_argument("--population", type=int, default=100)
+    g.add_argument("--generations", type=int, default=500)
+    g.add_argument("--parent-ratio", type=float, default=0.25)
+    g.add_argument("--mutation-ratio", type=float, default=0.5)
+    g.add_argument("--mutation-prob", type=float, default=0.1)
+    g.add_argument("--seed", type=int, default=0)
+
+
+def _params(args: argparse.Namespace):
+    from dynofa_ros.offline.search import EvolutionParams
+
+    return EvolutionParams(population=args.population, generations=args.generations, parent_ratio=args.parent_ratio,
+                           mutation_ratio=args.mutation_ratio, mutation_prob=args.mutation_prob, seed=args.seed)
+
+
+def _load_mbv3(path: str):
+    from dynofa_ros.offline.pipeline import MBv3Adapter
+    from dynofa_ros.supernet.checkpoint import load_supernet
+
+    supernet, meta = load_supernet(path)
+    if supernet.family != "ofa_mbv3":
+        sys.exit(f"dynofa: {path} holds a {supernet.family!r} supernet; profile/search support ofa_mbv3")
+    return MBv3Adapter(supernet), meta
+
+
+def _eval_data(args: argparse.Namespace, eval_split: str, eval_n: int | None):
+    """Fashion-MNIST: BN calibration on the engine's fixed 2,000 training images; evaluation on the test
+    set (or, for the predictor, on a different fixed slice of the training set)."""
+    import torch
+
+    from dynofa_ros.datasets import load_fmnist, preprocess
+    from dynofa_ros.engine.evaluate import calibration_subset
+    from dynofa_ros.offline.pipeline import EvalData
+
+    train_x, train_y = load_fmnist("train", args.data)
+    calib = calibration_subset(train_x, args.calib, 0)
+    if eval_split == "test":
+        x, y = load_fmnist("test", args.data)
+    else:
+        idx = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(12345))
+        x, y = train_x[idx], train_y[idx]
+    if eval_n:
+        x, y = x[:eval_n], y[:eval_n]
+    return EvalData(calib, x, y, preprocess)
+
+
+# ------------------------------------------------------------------------------------------ profile
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    import torch
+
+    from dynofa_ros.offline.pipeline import build_lut, lut_error
+    from dynofa_ros.offline.profiler import ResultStore, device_key, profile_many
+    from dynofa_ros.offline.lut import ResolutionLUT
+
+    adapter, _ = _load_mbv3(args.checkpoint)
+    sn = adapter.supernet
+    threads = args.threads or [1]
+    if args.lut:
+        if len(threads) != 1 or len(args.device) != 1:
+            sys.exit("dynofa profile --lut: one --device and one --threads value per table")
+        build_lut(sn, args.lut, device=args.device[0], threads=threads[0], runs=args.runs, warmup=args.warmup)
+        print(f"LUT written to {args.lut}")
+        if args.lut_check:
+            err = lut_error(adapter, ResolutionLUT.load_dir(args.lut, sn.in_channels), args.lut_check,
+                            device=args.device[0], threads=threads[0], runs=args.runs, seed=args.seed)
+            print(json.dumps({k: v for k, v in err.items() if k != "samples"}, indent=1))
+    if not args.out:
+        return 0
+    if args.table:
+        ids = load_table(args.table, family=sn.family, validate_id=sn.decode).ids()
+    elif args.ids:
+        ids = [sn.encode(sn.decode(i)) for i in args.ids]
+    else:
+        rng = random.Random(args.seed)
+        ids = [sn.largest().encode(), sn.smallest().encode()] + [sn.random_spec(rng).encode() for _ in range(args.random)]
+    for v in args.variants:
+        if v != "eager":
+            sys.exit(f"dynofa profile: graph variant {v!r} is built by the engine's SubnetPool; only 'eager' here")
+
+    def builder(sid: str):
+        def build():
+            spec = sn.decode(sid)
+            return sn.extract(spec), sn.sample_input(spec).normal_()
+        return build
+
+    store = ResultStore(args.out)
+    items = [(sid, v, builder(sid)) for sid in ids for v in args.variants]
+    torch.manual_seed(args.seed)
+    profile_many(items, store, devices=args.device, threads=threads, warmup=args.warmup, runs=args.runs,
+                 qualifier=args.qualifier)
+    keys = sorted({device_key(d, t, args.qualifier) for d in args.device for t in (threads if d == "cpu" else [None])})
+    print(f"{len(store.records)} records in {args.out} (device keys {keys})")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- search
+
+def cmd_search(args: argparse.Namespace) -> int:
+    if args.ofa_predictor:
+        return _search_ofa_imagenet(args)
+    if not args.checkpoint or not args.out:
+        sys.exit("dynofa search: --checkpoint and --out are required (or --ofa-predictor for the OFA ImageNet space)")
+    import torch
+
+    from dynofa_ros.datasets import FMNIST_LABELS, FMNIST_MEAN, FMNIST_STD
+    from dynofa_ros.offline.acc_predictor import MLPAccuracyPredictor
+    from dynofa_ros.offline.pipeline import (build_lut, keep_front, remeasure, run_search, train_predictor,
+                                             unique_candidates, write_table)
+    from dynofa_ros.offline.profiler import device_key
+
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    adapter, meta = _load_mbv3(args.checkpoint)
+    sn = adapter.supernet
+    dev_key = device_key(args.device, args.threads, args.qualifier)
+    lut = None
+    if args.lut:
+        lut = build_lut(sn, args.lut, device=args.device, threads=args.threads)  # loads; profiles only what is missing
+    if args.predictor and Path(args.predictor).exists():
+        predictor = MLPAccuracyPredictor.load(args.predictor)
+        samples = []
+        print(f"predictor loaded from {args.predictor}")
+    else:
+        predictor, samples = train_predictor(adapter, _eval_data(args, "train", args.predictor_eval), args.predictor_samples,
+                                             seed=args.seed)
+        if args.predictor:
+            predictor.save(args.predictor)
+    cost_of = (lambda a: lut.tables[a.r].predict(adapter.layers(a))) if args.metric == "latency" else adapter.mflops
+    if args.limits:
+        limits = _limits(args.limits)
+    else:
+        lo = cost_of(adapter.from_spec(sn.smallest()))
+        hi = cost_of(adapter.from_spec(sn.largest()))
+        limits = _limits(f"{lo * 1.02}:{hi}:{args.n_limits}")
+    t0 = time.perf_counter()
+    results, _ = run_search(adapter, predictor, metric=args.metric, limits=limits, lut=lut, params=_params(args),
+                            on_skip=lambda lim, msg: print(f"skip limit {lim:g}: {msg}"))
+    search_s = time.perf_counter() - t0
+    cands = unique_candidates(results, key=lambda a: a)
+    print(f"search: {len(limits)} limits, {len(cands)} distinct candidates in {search_s:.1f}s")
+    test_data = _eval_data(args, "test", args.eval_n)
+    measured = remeasure(adapter, cands, test_data, device=args.device,
+                         threads=args.threads, lut=lut)
+    kept = keep_front(measured, dev_key)
+    ck = args.checkpoint_ref or args.checkpoint
+    table = write_table(kept, adapter, args.out, checkpoint=ck, normalization=Normalization((FMNIST_MEAN,), (FMNIST_STD,)),
+                        labels=FMNIST_LABELS, dev_key=dev_key,
+                        calibration={"dataset": "fashion-mnist train", "images": args.calib, "seed": 0})
+    print(f"kept {len(table.points)} of {len(measured)} re-measured candidates -> {args.out}")
+    for p in table.by_latency(dev_key):
+        print(f"  {p.latency(dev_key):7.3f} ms  acc {p.accuracy:.4f}  {p.memory_mb:6.3f} MB  {p.mflops:7.2f} MFLOPs  {p.id}")
+    if args.report:
+        kept_ids = {m.spec_id for m in kept}
+        report = {
+            "checkpoint": str(args.checkpoint), "device_key": dev_key, "metric": args.metric, "limits": limits,
+            "evolution": _params(args).__dict__, "search_wall_s": search_s,
+            "total_wall_s": time.perf_counter() - t_start, "eval_images": len(test_data.eval_labels),
+            "predictor_samples": [{"id": adapter.to_spec(a).encode(), "accuracy": acc} for a, acc in samples],
+            "sweep": [{"limit": r.constraint, "id": adapter.to_spec(r.best.arch).encode(),
+                       "predicted_accuracy": r.best.accuracy, "predicted_cost": r.best.cost} for r in results],
+            "candidates": [{"id": m.spec_id, "accuracy": m.accuracy, "latency_ms": m.latency[dev_key].median,
+                            "p95_ms": m.latency[dev_key].p95, "lut_predicted_ms": m.predicted_ms,
+                            "memory_mb": m.memory_mb, "peak_memory_mb": m.peak_memory_mb, "mflops": m.mflops,
+                            "kept": m.spec_id in kept_ids} for m in measured]}
+        atomic_write_text(args.report, json.dumps(report, indent=1))
+    return 0
+
+
+def _search_ofa_imagenet(args: argparse.Namespace) -> int:
+    """OFA w1.2 ImageNet space with OFA's published predictor and a per-layer LUT (e.g. note10): the
+    predicted front, written as JSON candidates for re-measurement on the device."""
+    from dynofa_ros.offline.acc_predictor import OFA_E, OFA_KS, OFAAccuracyPredictor
+    from dynofa_ros.offline.lut import ResolutionLUT, ofa_w12_net_config
+    from dynofa_ros.offline.search import pareto_front, slot_space, sweep, unique_candidates
+
+    if not args.ofa_lut:
+        sys.exit("dynofa search --ofa-predictor needs --ofa-lut (a folder of <R>_lookup_table.yaml)")
+    pred = OFAAccuracyPredictor(args.ofa_predictor)
+    lut = ResolutionLUT.load_dir(args.ofa_lut)
+    res = [r for r in lut.resolutions() if 160 <= r <= 224]  # the predictor is trained on 160-224 only
+    space = slot_space(OFA_KS, OFA_E, (2, 3, 4), res)
+    cost = lambda a: lut.predict_config(ofa_w12_net_config(list(a.ks), list(a.e), list(a.d)), a.r)  # noqa: E731
+    acc = lambda archs: pred.predict([a.as_ofa() for a in archs])  # noqa: E731
+    limits = _limits(args.limits or "15:90:16")
+    t0 = time.perf_counter()
+    results = sweep(space, acc, cost, limits, _params(args), on_skip=lambda lim, msg: print(f"skip {lim:g}: {msg}"))
+    wall = time.perf_counter() - t0
+    cands = unique_candidates(results, key=lambda a: a)
+    scores = dict(zip(cands, acc(cands)))
+    front = pareto_front(cands, lambda a: (cost(a), scores[a]), senses=("min", "max"))
+    rows = [{"config": a.as_ofa(), "predicted_accuracy": scores[a], "lut_latency_ms": cost(a)} for a in
+            sorted(front, key=cost)]
+    for r in rows:
+        print(f"  {r['lut_latency_ms']:7.2f} ms (LUT)  top-1 {r['predicted_accuracy']:.4f} (predicted)  r{r['config']['r'][0]}")
+    print(f"{len(limits)} limits in {wall:.1f}s; {len(rows)} predicted-front points")
+    if args.out:
+        atomic_write_text(args.out, json.dumps({"space": "ofa_mbv3_w1.2", "lut": str(args.ofa_lut),
+                                                "predictor": str(args.ofa_predictor), "search_wall_s": wall,
+                                                "candidates": rows}, indent=1))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- plot
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from dynofa_ros.offline.plot import PlotPoint, plot_front
+
+    table = load_table(args.table)
+    device = args.device or table.devices[0]
+    if device not in table.devices:
+        sys.exit(f"dynofa plot: table has no device {device!r}; it has {list(table.devices)}")
+    candidates = []
+    if args.report:
+        rep = json.loads(Path(args.report).read_text())
+        candidates = [PlotPoint(c["id"], c["latency_ms"], c["accuracy"]) for c in rep["candidates"] if not c["kept"]]
+    baselines: list[PlotPoint] = []
+    note = ""
+    imagenet_space = table.supernet.in_channels == 3 and table.supernet.num_classes == 1000
+    if args.baselines == "imagenet" or (args.baselines == "auto" and imagenet_space):
+        baselines = _measure_imagenet_baselines(device, args.runs)
+        note = " (latency here, published top-1)"
+    out = plot_front(table, device, args.out, title=args.title, candidates=candidates, baselines=baselines,
+                     baseline_note=note)
+    print(f"wrote {out}")
+    return 0
+
+
+def _measure_imagenet_baselines(device: str, runs: int):
+    import torch
+
+    from dynofa_ros.offline.baselines import IMAGENET_BASELINES, PUBLISHED_TOP1
+    from dynofa_ros.offline.plot import PlotPoint
+    from dynofa_ros.offline.profiler import measure_latency
+
+    parts = device.split("@")
+    dev = "cuda" if parts[0] == "cuda" else "cpu"
+    threads = next((int(q[:-1]) for q in parts[1:] if q.endswith("t") and q[:-1].isdigit()), None)
+    out = []
+    for b in IMAGENET_BASELINES:
+        m = b.build().eval().to(dev)
+        x = torch.randn(1, 3, b.resolution, b.resolution, device=dev)
+        t = measure_latency(m, x, runs=runs, threads=threads)
+        out.append(PlotPoint(b.name, t.median_ms, PUBLISHED_TOP1[b.name]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dynofa", description="Dynamic-OFA offline stage (no ROS needed).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pr = sub.add_parser("profile", help="per-layer latency LUT and/or latency+memory of sub-networks on this device")
+    pr.add_argument("--checkpoint", required=True, help="project supernet checkpoint (dynofa train)")
+    pr.add_argument("--lut", help="folder for the per-layer LUT (<R>_lookup_table.yaml), built/resumed")
+    pr.add_argument("--lut-check", type=int, default=0, metavar="N",
+                    help="after building the LUT, compare its prediction with measurement on N random sub-networks")
+    pr.add_argument("--out", help="JSON result store for sub-network measurements (resumable)")
+    src = pr.add_mutually_exclusive_group()
+    src.add_argument("--table", help="profile the points of an operating-point table")
+    src.add_argument("--ids", nargs="+", help="sub-network ids")
+    src.add_argument("--random", type=int, default=10, help="largest, smallest and N random sub-networks")
+    pr.add_argument("--variants", nargs="+", default=["eager"])
+    pr.add_argument("--device", nargs="+", default=["cpu"], choices=["cpu", "cuda"])
+    pr.add_argument("--threads", type=int, nargs="+", help="CPU thread counts (default 1)")
+    pr.add_argument("--qualifier", help="extra device-key label, e.g. the nvpmodel mode (cuda@15W)")
+    pr.add_argument("--warmup", type=int, default=10)
+    pr.add_argument("--runs", type=int, default=50)
+    pr.add_argument("--seed", type=int, default=0)
+    pr.set_defaults(func=cmd_profile)
+
+    se = sub.add_parser("search", help="evolutionary search + re-measure -> operating-point table")
+    se.add_argument("--checkpoint", help="project supernet checkpoint (ofa_mbv3)")
+    se.add_argument("--checkpoint-ref", help="checkpoint path written into the table (default: --checkpoint)")
+    se.add_argument("--out", help="operating-point table to write (YAML); JSON candidates in --ofa-predictor mode")
+    se.add_argument("--report", help="JSON with every re-measured candidate, the sweep and timings")
+    se.add_argument("--metric", choices=["latency", "mflops"], default="latency")
+    se.add_argument("--limits", help="constraint values: 'lo:hi:n' or 'a,b,c' (ms or MFLOPs)")
+    se.add_argument("--n-limits", type=int, default=12, help="sweep size when --limits is not given")
+    se.add_argument("--lut", help="per-layer LUT folder for this device (built if missing)")
+    se.add_argument("--predictor", help="own accuracy predictor file: loaded if present, else trained and saved")
+    se.add_argument("--predictor-samples", type=int, default=60, help="measured sub-networks to fit the predictor")
+    se.add_argument("--predictor-eval", type=int, default=2000, help="training-set images per predictor sample")
+    se.add_argument("--calib", type=int, default=2000, help="BN calibration images")
+    se.add_argument("--eval-n", type=int, default=None, help="test images for re-measurement (default all)")
+    se.add_argument("--data", help="Fashion-MNIST folder (default /usr/share/datasets/fashion-mnist)")
+    se.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    se.add_argument("--threads", type=int, default=1)
+    se.add_argument("--qualifier", help="extra device-key label, e.g. the nvpmodel mode")
+    se.add_argument("--ofa-predictor", help="OFA acc_predictor.pth: search the OFA ImageNet w1.2 space instead")
+    se.add_argument("--ofa-lut", help="OFA-format LUT folder for --ofa-predictor mode (e.g. note10/)")
+    _evolution_args(se)
+    se.set_defaults(func=cmd_search)
+
+    pl = sub.add_parser("plot", help="PNG of a table's accuracy-latency front")
+    pl.add_argument("table")
+    pl.add_argument("--out", required=True)
+    pl.add_argument("--device", help="device key (default: the table's first)")
+    pl.add_argument("--report", help="search report JSON: also draw the dominated candidates")
+    pl.add_argument("--baselines", choices=["auto", "imagenet", "none"], default="auto",
+                    help="auto: torchvision MobileNetV3 S/L and EfficientNet-Lite0 for ImageNet-space tables only")
+    pl.add_argument("--runs", type=int, default=30)
+    pl.add_argument("--title")
+    pl.set_defaults(func=cmd_plot)
+
+    try:
+        from dynofa_ros.supernet import training
+    except ImportError:  # training needs the dataset helpers; the offline commands do not
+        training = None
+    if training is not None:
+        tr = sub.add_parser("train", help="train a Fashion-MNIST supernet (once-for-all, sandwich rule)")
+        training.build_parser(tr)
+        tr.set_defaults(func=lambda a: (training.train(a), 0)[1])
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""PNG of an operating-point front: accuracy vs latency, kept points labelled, candidates and baselines."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from dynofa_ros.operating_points import OperatingPointTable
+
+
+@dataclass(frozen=True)
+class PlotPoint:
+    label: str
+    latency_ms: float
+    accuracy: float
+
+
+def plot_front(table: OperatingPointTable, device: str, out: str | Path, *, title: str | None = None,
+               candidates: Sequence[PlotPoint] = (), baselines: Sequence[PlotPoint] = (),
+               baseline_note: str = "") -> Path:
+    """Kept points as a labelled step line (L0 = fastest), re-measured but dominated candidates in grey,
+    baselines as separate markers. Accuracy in percent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = table.by_latency(device)
+    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=120)
+    if candidates:
+        ax.scatter([c.latency_ms for c in candidates], [100 * c.accuracy for c in candidates], s=14,
+                   color="0.7", label="re-measured candidates", zorder=1)
+    xs = [p.latency(device) for p in pts]
+    ys = [100 * p.accuracy for p in pts]
+    ax.plot(xs, ys, "-o", color="tab:blue", label=f"kept sub-networks ({len(pts)})", zorder=3)
+    for i, (p, x, y) in enumerate(zip(pts, xs, ys)):
+        ax.annotate(f"L{i} r{p.resolution}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    markers = "s^DvP*"
+    for i, b in enumerate(baselines):
+        ax.scatter([b.latency_ms], [100 * b.accuracy], marker=markers[i % len(markers)], s=50, zorder=4,
+                   label=f"{b.label}{baseline_note}")
+    ax.set_xlabel(f"latency on {device} (median, ms)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(title or f"{table.supernet.family} operating points on {device}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
