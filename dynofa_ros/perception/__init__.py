@@ -1,0 +1,1 @@
+"""ROS-free perception pipeline: image decoding, pre-processing, keep-latest serving, statistics."""

@@ -1,0 +1,41 @@
+"""Turn decoded camera frames into the input tensor of the active sub-network.
+
+Sub-networks may differ in input resolution, so resizing happens per frame to the resolution of the
+sub-network that will run it.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+class Preprocessor:
+    """Resize (bilinear, whole frame) and normalise to the model's channels, on CPU or CUDA."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], in_channels: int,
+                 device: torch.device | str = 'cpu') -> None:
+        if len(mean) != len(std) or len(mean) not in (1, in_channels):
+            raise ValueError(f'mean/std need 1 or {in_channels} values, got {len(mean)} and {len(std)}')
+        if any(s <= 0 for s in std):
+            raise ValueError(f'std must be positive, got {list(std)}')
+        self.in_channels = in_channels
+        self.device = torch.device(device)
+        self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+
+    def __call__(self, image: np.ndarray, resolution: int) -> torch.Tensor:
+        """HxWxC uint8 (C = 1 or 3) -> 1 x in_channels x resolution x resolution float tensor."""
+        x = torch.from_numpy(image).to(self.device, non_blocking=True)
+        x = x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        if x.shape[1] == 3 and self.in_channels == 1:  # ITU-R BT.601 luma
+            weights = torch.tensor([0.299, 0.587, 0.114], device=self.device).view(1, 3, 1, 1)
+            x = (x * weights).sum(dim=1, keepdim=True)
+        elif x.shape[1] == 1 and self.in_channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        if x.shape[-2:] != (resolution, resolution):
+            x = F.interpolate(x, size=(resolution, resolution), mode='bilinear', align_corners=False,
+                              antialias=True)
+        return (x - self._mean) / self._std

@@ -1,0 +1,122 @@
+"""Shared fixtures: an isolated ROS graph of real node processes and an in-test rclpy probe."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _check_install_space() -> None:
+    """Tests run against the colcon install; the source folder has no msg/ and must not shadow it."""
+    import dynofa_ros
+    try:
+        import dynofa_ros.msg  # noqa: F401
+    except ImportError as exc:
+        raise pytest.UsageError(
+            f'dynofa_ros imports from {dynofa_ros.__file__} without its generated messages. '
+            'Run `bash scripts/setup_env.sh && source ws/env.sh`, then `pytest` '
+            '(not `python -m pytest`, which puts the source folder first on sys.path).') from exc
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get('AMENT_PREFIX_PATH'):
+        _check_install_space()
+    # The in-test probe must discover like the node processes: localhost only (domain set per graph).
+    from dynofa_ros.process_launch import isolated_ros_env
+    for key in ('ROS_LOCALHOST_ONLY', 'ROS_AUTOMATIC_DISCOVERY_RANGE'):
+        os.environ.pop(key, None)
+        if key in (env := isolated_ros_env(0)):
+            os.environ[key] = env[key]
+
+
+def shipped_table(name: str = 'fmnist_ofa_mbv3') -> Path:
+    return REPO / 'config' / 'operating_points' / f'{name}.yaml'
+
+
+class Probe:
+    """An rclpy node in the test process, on the graph's domain, collecting messages by topic."""
+
+    def __init__(self, domain_id: int) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node('test_probe', context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.messages: dict[str, list] = defaultdict(list)
+        self.lock = threading.Lock()
+        self._stop = False
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def subscribe(self, msg_type, topic: str, qos=10) -> None:
+        def store(msg, topic=topic):
+            with self.lock:
+                self.messages[topic].append((time.monotonic(), msg))
+        self.node.create_subscription(msg_type, topic, store, qos)
+
+    def publisher(self, msg_type, topic: str, qos=10):
+        return self.node.create_publisher(msg_type, topic, qos)
+
+    def received(self, topic: str) -> list:
+        with self.lock:
+            return [msg for _, msg in self.messages[topic]]
+
+    def since(self, topic: str, t0: float) -> list:
+        with self.lock:
+            return [msg for t, msg in self.messages[topic] if t >= t0]
+
+    def wait_for(self, predicate: Callable[[], object], timeout: float, what: str = 'condition'):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.02)
+        raise AssertionError(f'timed out after {timeout:.1f} s waiting for {what}')
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(2.0)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+@pytest.fixture
+def ros_graph(request, tmp_path):
+    """Real node processes on a private localhost-only domain, always stopped; logs shown on failure."""
+    pytest.importorskip('rclpy')
+    from dynofa_ros.process_launch import RosGraph
+    graph = RosGraph(log_dir=tmp_path / 'logs')
+    yield graph
+    graph.stop_all()
+    report = getattr(request.node, 'rep_call', None)
+    if report is not None and report.failed:
+        print(graph.dump_logs())
+
+
+@pytest.fixture
+def probe(ros_graph):
+    p = Probe(ros_graph.domain_id)
+    yield p
+    p.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f'rep_{report.when}', report)
+    return report

@@ -1,0 +1,79 @@
+"""The first end-to-end slice: camera, perception node and resource manager as three real processes.
+
+Retargeting (a tighter latency target) and a CPU load spike must each change the perception node's
+active sub-network within a second, as seen on its status topic.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import shipped_table
+
+pytestmark = pytest.mark.ros
+
+WORKLOAD = 'front_camera'
+
+
+def _start_slice(ros_graph, table):
+    ros_graph.start('synthetic_camera', parameters={'rate_hz': 15.0, 'size': 64, 'source': 'fashion_mnist'})
+    ros_graph.start('perception_node', parameters={
+        'workload': WORKLOAD, 'operating_points': str(table), 'threads': 1, 'status_rate_hz': 20.0})
+    ros_graph.start('resource_manager_node', parameters={
+        'operating_points': str(table), 'workloads': [WORKLOAD], 'min_dwell_s': 0.2})
+
+
+def _active_after(probe, t0: float) -> str | None:
+    statuses = [s for s in probe.since('workload_status', t0) if s.workload == WORKLOAD]
+    return statuses[-1].active_subnet_id if statuses else None
+
+
+def test_retarget_and_load_spike_switch_subnet_within_a_second(ros_graph, probe):
+    from dynofa_ros.msg import PerformanceTarget, PlatformLoad, SubnetDecision, WorkloadStatus
+    from dynofa_ros.operating_points import load_table
+
+    table_path = shipped_table()
+    table = load_table(table_path)
+    by_latency = table.by_latency('cpu')
+    fastest, most_accurate = by_latency[0], max(table.points, key=lambda p: p.accuracy)
+    assert fastest.id != most_accurate.id
+
+    probe.subscribe(WorkloadStatus, 'workload_status')
+    probe.subscribe(SubnetDecision, 'subnet_decision')
+    targets = probe.publisher(PerformanceTarget, 'performance_target')
+    loads = probe.publisher(PlatformLoad, 'platform_load')
+    _start_slice(ros_graph, table_path)
+
+    probe.wait_for(lambda: any(s.frames_processed > 0 for s in probe.received('workload_status')), 90,
+                   'the perception node to serve its first frame')
+    # Unconstrained, the manager keeps (or moves to) the most accurate point.
+    probe.wait_for(lambda: _active_after(probe, time.monotonic() - 0.2) == most_accurate.id, 10,
+                   f'the most accurate point {most_accurate.id}')
+
+    # 1. Retarget: a latency bound only the fastest point meets.
+    bound = fastest.latency('cpu') * 1.05
+    t0 = time.monotonic()
+    targets.publish(PerformanceTarget(workload=WORKLOAD, max_latency_ms=bound))
+    switched = probe.wait_for(lambda: (a := _active_after(probe, t0)) not in (None, most_accurate.id) and a,
+                              5, 'a switch after the tighter target')
+    retarget_s = time.monotonic() - t0
+    assert table.point(switched).latency('cpu') <= bound
+    assert retarget_s < 1.0, f'retarget took {retarget_s:.2f} s'
+
+    # 2. Relax the target: back to the most accurate point.
+    targets.publish(PerformanceTarget(workload=WORKLOAD, max_latency_ms=most_accurate.latency('cpu') * 1.3))
+    probe.wait_for(lambda: _active_after(probe, time.monotonic() - 0.2) == most_accurate.id, 10,
+                   'the switch back once the target is relaxed')
+
+    # 3. Load spike: co-running work makes the accurate point miss the same target.
+    t1 = time.monotonic()
+    for _ in range(3):
+        loads.publish(PlatformLoad(cpu_percent=[100.0] * 8, gpu_percent=float('nan')))
+        time.sleep(0.05)
+    probe.wait_for(lambda: (a := _active_after(probe, t1)) not in (None, most_accurate.id) and a,
+                   5, 'a switch after the load spike')
+    spike_s = time.monotonic() - t1
+    assert spike_s < 1.0, f'load spike reaction took {spike_s:.2f} s'
+    decisions = probe.received('subnet_decision')
+    assert all(d.workload == WORKLOAD for d in decisions) and decisions[-1].reason
