@@ -99,12 +99,16 @@ def evolve(space: SearchSpace[T], accuracy: Callable[[list[T]], Sequence[float]]
             best = parents[0]
         history.append(best.accuracy)
         children = []
-        for _ in range(n_mutants):
-            children.append(_draw(lambda: space.mutate(rng.choice(parents).arch, params.mutation_prob, rng),
-                                  cost, limit, params.max_tries, "mutant"))
-        for _ in range(params.population - n_parents - n_mutants):
-            children.append(_draw(lambda: space.crossover(rng.choice(parents).arch, rng.choice(parents).arch, rng),
-                                  cost, limit, params.max_tries, "crossover"))
+        for i in range(params.population - n_parents):
+            if i < n_mutants:
+                make = lambda: space.mutate(rng.choice(parents).arch, params.mutation_prob, rng)  # noqa: E731
+            else:
+                make = lambda: space.crossover(rng.choice(parents).arch, rng.choice(parents).arch, rng)  # noqa: E731
+            try:
+                children.append(_draw(make, cost, limit, params.max_tries, "child"))
+            except ConstraintError:  # near the smallest network few children fit: keep a parent instead
+                p = rng.choice(parents)
+                children.append((p.arch, p.cost))
         population = parents + scored([a for a, _ in children], [c for _, c in children])
     top = max(population, key=lambda c: c.accuracy)
     if top.accuracy > best.accuracy:
