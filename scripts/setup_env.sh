@@ -91,7 +91,7 @@ set +u   # ROS setup files read unset variables
 # shellcheck disable=SC1091
 source "$WS/env.sh"
 log "colcon build"
-(cd "$ROOT" && colcon --log-base "$WS/log" build --base-paths "$ROOT" \
+(cd "$ROOT" && colcon --log-base "$WS/log" build --symlink-install --base-paths "$ROOT" \
   --build-base "$WS/build" --install-base "$WS/install" --event-handlers console_cohesion- summary+ \
   > "$WS/build.log" 2>&1) || { cat "$WS/build.log"; log "colcon build failed"; exit 1; }
 source "$WS/env.sh"
