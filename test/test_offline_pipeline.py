@@ -1,0 +1,105 @@
+"""The offline stage end to end on a tiny supernet: LUT, resumable profiling, search, table, BN files, plot."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from dynofa_ros.cli import main
+from dynofa_ros.engine.bn_stats import load_bn_state, load_bn_stats
+from dynofa_ros.offline.lut import ResolutionLUT
+from dynofa_ros.offline.pipeline import MBv3Adapter, mbv3_macs
+from dynofa_ros.offline.search import dominates
+from dynofa_ros.operating_points import load_table, resolve_bn_stats
+from dynofa_ros.supernet.checkpoint import build_supernet, save_supernet
+
+TINY = dict(n_classes=10, width_mult=1.0, ks_list=(3, 5), expand_ratio_list=(3, 4), depth_list=(2, 3),
+            in_channels=1, base_stage_width=(8, 8, 8, 8, 16, 16, 16, 32, 32), first_stride=1,
+            resolutions=(16, 20), dropout_rate=0.0)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, object]:
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    sn = build_supernet("ofa_mbv3", TINY)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    save_supernet(sn, path)
+    return path, sn
+
+
+def test_macs_match_supernet_count(tiny):
+    _, sn = tiny
+    ad = MBv3Adapter(sn)
+    rng = random.Random(0)
+    for _ in range(4):
+        spec = sn.random_spec(rng)
+        a = ad.from_spec(spec)
+        assert ad.to_spec(a) == spec
+        assert mbv3_macs(ad.layers(a), ad.first_kernel) == sn.flops(spec)
+
+
+def test_profile_lut_and_resume(tiny, tmp_path, capsys):
+    ck, sn = tiny
+    lut_dir, store = tmp_path / "lut", tmp_path / "profile.json"
+    args = ["profile", "--checkpoint", str(ck), "--lut", str(lut_dir), "--runs", "3", "--warmup", "1",
+            "--out", str(store), "--random", "2", "--lut-check", "3"]
+    assert main(args) == 0
+    assert "median_rel_error" in capsys.readouterr().out
+    lut = ResolutionLUT.load_dir(lut_dir, sn.in_channels)
+    assert lut.resolutions() == [16, 20]
+    ad = MBv3Adapter(sn)
+    rng = random.Random(3)
+    for _ in range(5):  # any sub-network is predictable from the profiled table
+        a = ad.space().sample(rng)
+        assert lut.tables[a.r].predict(ad.layers(a)) > 0
+    records = json.loads(store.read_text())["records"]
+    assert len(records) == 4 and all(k.endswith("|eager|cpu@1t") for k in records)
+    for rec in records.values():
+        assert 0 < rec["median_ms"] <= rec["p95_ms"] and rec["memory_mb"] > 0 and rec["peak_memory_mb"] >= rec["memory_mb"]
+    # interrupted run: one record missing -> only that one is measured again, the others stay as they were
+    dropped = sorted(records)[0]
+    kept = {k: v for k, v in records.items() if k != dropped}
+    store.write_text(json.dumps({"records": kept}))
+    assert main(args[:-2]) == 0
+    again = json.loads(store.read_text())["records"]
+    assert set(again) == set(records) and all(again[k] == v for k, v in kept.items())
+
+
+def test_search_table_bn_and_plot(tiny, tmp_path):
+    from dynofa_ros.datasets import FMNIST_DIR
+
+    if not any(FMNIST_DIR.glob("t10k-images-idx3-ubyte*")):
+        pytest.skip(f"Fashion-MNIST not installed at {FMNIST_DIR}")
+    ck, sn = tiny
+    out, rep, pred = tmp_path / "ops" / "tiny_cpu.yaml", tmp_path / "report.json", tmp_path / "pred.pt"
+    args = ["search", "--checkpoint", str(ck), "--lut", str(tmp_path / "lut"), "--out", str(out), "--report", str(rep),
+            "--predictor", str(pred), "--predictor-samples", "4", "--predictor-eval", "200", "--calib", "200",
+            "--eval-n", "300", "--population", "8", "--generations", "3", "--n-limits", "3"]
+    assert main(args) == 0
+    table = load_table(out, family="ofa_mbv3", num_classes=10, device="cpu@1t", validate_id=sn.decode)
+    report = json.loads(rep.read_text())
+    assert {c["id"] for c in report["candidates"] if c["kept"]} == set(table.ids())
+    for s in report["sweep"]:
+        assert s["predicted_cost"] <= s["limit"]  # every searched point respects its constraint
+    objs = {p.id: (p.latency("cpu@1t"), p.accuracy, p.memory_mb) for p in table.points}
+    for c in report["candidates"]:  # kept = exactly the non-dominated re-measured candidates
+        o = (c["latency_ms"], c["accuracy"], c["memory_mb"])
+        dominated = any(dominates((d["latency_ms"], d["accuracy"], d["memory_mb"]), o, ("min", "max", "min"))
+                        for d in report["candidates"])
+        if c["kept"]:
+            assert not dominated
+        else:
+            assert dominated or o in objs.values()  # dropped: dominated, or a duplicate of a kept point
+    for p in table.points:
+        module = sn.extract(p.id)
+        load_bn_state(module, load_bn_stats(resolve_bn_stats(out, p), p.id))
+        assert 0.0 <= p.accuracy <= 1.0 and p.mflops == pytest.approx(sn.flops(p.id) / 1e6, rel=1e-3)
+    assert pred.exists()
+    assert main(args) == 0  # second run loads the saved predictor and LUT
+    png = tmp_path / "front.png"
+    assert main(["plot", str(out), "--out", str(png), "--report", str(rep)]) == 0
+    assert png.stat().st_size > 1000
