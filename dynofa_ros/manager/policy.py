@@ -125,6 +125,8 @@ class PolicyConfig:
     feedback_alpha: float = 0.3             # EWMA weight of a new measured/predicted latency ratio
     feedback_settle_s: float = 0.5          # ignore status this long after a switch (window still mixed)
     feedback_clamp: tuple[float, float] = (0.25, 8.0)
+    feedback_deadband: float = 0.05         # a point left while measured this much slower gets pinned
+    pin_s: float = 10.0                     # ... and is not re-entered for this long (no bouncing)
     load_fall_alpha: float = 0.3            # load rises at once, falls slowly (no flapping)
     contention_gain: float = 1.0            # latency x (1 + gain * busy share of co-runners)
     default_rate_hz: float = 30.0           # frame rate assumed until a status reports one
@@ -188,7 +190,9 @@ class _Workload:
     current: OperatingPoint | None = None
     last_switch: float = -math.inf
     urgent: bool = True                     # retarget pending: next decision may switch at once
-    fb_ratio: float = 1.0
+    ratios: dict[str, float] = field(default_factory=dict)   # measured/modelled latency per point id
+    pinned: dict[str, float] = field(default_factory=dict)   # point id -> until when it may not be re-entered
+    pin_count: dict[str, int] = field(default_factory=dict)
     feedback: WorkloadFeedback | None = None
     predicted_raw_ms: float = math.nan      # model latency (no feedback) of the current point, last decision
     materialised: list[str] = field(default_factory=list)
@@ -214,6 +218,7 @@ class ResourcePolicy:
         self._thermal_cap: dict[str, float] = {}
         self._freq_frac: dict[str, float] = {}       # current frequency fraction per kind
         self._freq_switch: dict[str, float] = {}
+        self._now = 0.0
 
     # ------------------------------------------------------------------------------------------ inputs
 
@@ -281,13 +286,15 @@ class ResourcePolicy:
             return
         lo, hi = self.config.feedback_clamp
         sample = min(hi, max(lo, fb.latency_p50_ms / w.predicted_raw_ms))
-        w.fb_ratio += self.config.feedback_alpha * (sample - w.fb_ratio)
+        r = w.ratios.get(w.current.id, 1.0)
+        w.ratios[w.current.id] = r + self.config.feedback_alpha * (sample - r)
 
     def background_load(self, kind: str) -> float:
         return self._bg.get(kind, 0.0)
 
     def feedback_ratio(self, name: str) -> float:
-        return self._get(name).fb_ratio
+        w = self._get(name)
+        return w.ratios.get(w.current.id, 1.0) if w.current is not None else 1.0
 
     # ------------------------------------------------------------------------------------------ modes
 
@@ -334,6 +341,7 @@ class ResourcePolicy:
 
     def decide(self, now: float | None = None) -> PolicyDecision:
         now = time.monotonic() if now is None else now
+        self._now = now
         t0 = time.perf_counter()
         deadline = t0 + self.config.time_budget_ms / 1000.0
         self._update_mode()
@@ -373,8 +381,23 @@ class ResourcePolicy:
                               truncated=truncated)
 
     # The model of one workload at a frequency fraction under a contention factor.
+    def _factor(self, w: _Workload, i: int) -> float:
+        """Feedback correction, as in the reference runtime loop: the current point and faster ones
+        (stepping down) take the current point's measured ratio; a slower point is predicted from the
+        table (stepping up is optimistic) unless it was left for being measured too slow, then it is pinned
+        to its own measured ratio for `pin_s` so the manager does not bounce straight back."""
+        cur = w.current
+        if cur is None:
+            return 1.0
+        p = w.points[i]
+        if p is cur or w.base[i] <= w.base[w.points.index(cur)]:
+            return w.ratios.get(cur.id, 1.0)
+        if w.pinned.get(p.id, -math.inf) > self._now:
+            return max(1.0, w.ratios.get(p.id, 1.0))
+        return 1.0
+
     def _lat(self, w: _Workload, i: int, scale: float, contention: float) -> float:
-        return w.base[i] * scale * contention * w.fb_ratio
+        return w.base[i] * scale * contention * self._factor(w, i)
 
     def _util(self, w: _Workload, lat_ms: float) -> float:
         return min(1.0, lat_ms * w.rate_hz / 1000.0)
@@ -406,7 +429,7 @@ class ResourcePolicy:
                 t = pw.target.max_latency_ms
                 if t <= 0:
                     continue
-                cmax = t / (pw.base[pi] * s_cap * pw.fb_ratio)
+                cmax = t / (pw.base[pi] * s_cap * self._factor(pw, pi))
                 others = bg + placed_u - pu + others_min
                 if 1.0 + gain * (others + min_util[w.name]) <= cmax:
                     u_max = min(u_max, (cmax - 1.0) / gain - others)
@@ -428,7 +451,7 @@ class ResourcePolicy:
         # ---- step 2: the lowest-energy frequency keeping every target that holds at the cap
         def evaluate(frac: float, margin: float = c.frequency_margin) -> tuple[bool, float, dict[str, float]]:
             s = latency_scale(rep.compute_bound, frac)
-            lat0 = {pw.name: pw.base[pi] * s * pw.fb_ratio for pw, pi, _ in placed}
+            lat0 = {pw.name: pw.base[pi] * s * self._factor(pw, pi) for pw, pi, _ in placed}
             utils = {n: min(1.0, l * self._workloads[n].rate_hz / 1000.0) for n, l in lat0.items()}
             tot = sum(utils.values())
             lats, ok = {}, True
@@ -476,13 +499,23 @@ class ResourcePolicy:
             i, reason, status = choices[pw.name]
             p = pw.points[i]
             lat = best_lats[pw.name]
+            factor = self._factor(pw, pi)
             if p is not pw.current:
+                old = pw.current
+                if old is not None and p.accuracy < old.accuracy and w_ratio(pw, old) > 1.0 + c.feedback_deadband:
+                    # left because it was measured slower than the table says: do not bounce straight back
+                    t_ms = pw.target.max_latency_ms
+                    oi = pw.points.index(old)
+                    if t_ms > 0 and pw.base[oi] * s_cap * (1.0 + gain * bg) <= t_ms:
+                        k = pw.pin_count[old.id] = pw.pin_count.get(old.id, 0) + 1
+                        pw.pinned[old.id] = now + c.pin_s * 2 ** min(4, k - 1)   # repeated failures: longer
                 pw.last_switch = now
                 pw.current = p
+                pw.ratios[p.id] = factor    # entered on this estimate; measurements take over after settling
             pw.urgent = False
-            pw.predicted_raw_ms = lat / pw.fb_ratio
+            pw.predicted_raw_ms = lat / factor
             if not self.config.frequency_applied:
-                pw.predicted_raw_ms = lat / pw.fb_ratio / latency_scale(rep.compute_bound, best_frac)
+                pw.predicted_raw_ms = lat / factor / latency_scale(rep.compute_bound, best_frac)
             t = pw.target
             if not status:
                 if t.max_latency_ms > 0 and lat > t.max_latency_ms:
@@ -517,7 +550,7 @@ class ResourcePolicy:
             return smallest, "smallest point (memory budget)", (
                 f"memory: smallest point needs {w.points[smallest].memory_mb:.1f} MB, {max(0.0, m_max):.1f} MB left")
         if not cand:
-            fast = min((i for i in range(n) if fits_mem[i]), key=lambda i: lat[i])
+            fast = next(i for i in range(n) if fits_mem[i])   # fastest by the table (points are sorted)
             why = (f"latency: fastest point {lat[fast]:.1f} ms > {t.max_latency_ms:.1f} ms at "
                    f"{cap_frac * 100:.0f}% {w.kind} frequency, contention x{contention:.2f}")
             if u_max < math.inf and lat[fast] <= t.max_latency_ms:
@@ -575,6 +608,10 @@ class ResourcePolicy:
         for w in order:
             w.materialised = keep.get(w.name, [])
         return keep
+
+
+def w_ratio(w: _Workload, p: OperatingPoint) -> float:
+    return w.ratios.get(p.id, 1.0)
 
 
 def _zone_kind(zone_type: str) -> str | None:

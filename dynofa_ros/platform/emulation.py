@@ -85,10 +85,21 @@ class CgroupCpuBandwidth:
 
 
 def pids_matching(substring: str, proc: str | os.PathLike = "/proc") -> list[int]:
-    """Processes whose command line contains `substring` (to throttle e.g. a perception node), never us."""
+    """Processes whose command line contains `substring` (to throttle e.g. a perception node); never this
+    process nor its ancestors (the shell or `timeout` that started us carries the same text)."""
+    if not substring:
+        return []
+    skip, pid = set(), os.getpid()
+    while pid > 1 and pid not in skip:
+        skip.add(pid)
+        stat = read_text(Path(proc) / str(pid) / "stat") or ""
+        try:
+            pid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (IndexError, ValueError):
+            break
     out = []
     for d in Path(proc).iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
+        if not d.name.isdigit() or int(d.name) in skip:
             continue
         try:
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
