@@ -45,10 +45,13 @@ def _params(args: argparse.Namespace):
                            mutation_ratio=args.mutation_ratio, mutation_prob=args.mutation_prob, seed=args.seed)
 
 
-def _load_mbv3(path: str):
+def _load_mbv3(path: str, official: bool = False):
+    """Project checkpoint, or (official=True) an official OFA ImageNet file loaded from the user's path."""
     from dynofa_ros.offline.pipeline import MBv3Adapter
-    from dynofa_ros.supernet.checkpoint import load_supernet
+    from dynofa_ros.supernet.checkpoint import load_official_ofa_mbv3, load_supernet
 
+    if official:
+        return MBv3Adapter(load_official_ofa_mbv3(path)), {}
     supernet, meta = load_supernet(path)
     if supernet.family != "ofa_mbv3":
         sys.exit(f"dynofa: {path} holds a {supernet.family!r} supernet; profile/search support ofa_mbv3")
@@ -85,13 +88,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from dynofa_ros.offline.profiler import ResultStore, device_key, profile_many
     from dynofa_ros.offline.lut import ResolutionLUT
 
-    adapter, _ = _load_mbv3(args.checkpoint)
+    adapter, _ = _load_mbv3(args.checkpoint, args.official)
     sn = adapter.supernet
     threads = args.threads or [1]
     if args.lut:
         if len(threads) != 1 or len(args.device) != 1:
             sys.exit("dynofa profile --lut: one --device and one --threads value per table")
-        build_lut(sn, args.lut, device=args.device[0], threads=threads[0], runs=args.runs, warmup=args.warmup)
+        build_lut(sn, args.lut, device=args.device[0], threads=threads[0], runs=args.runs, warmup=args.warmup,
+                  resolutions=args.resolutions)
         print(f"LUT written to {args.lut}")
         if args.lut_check:
             err = lut_error(adapter, ResolutionLUT.load_dir(args.lut, sn.in_channels), args.lut_check,
@@ -212,7 +216,11 @@ def _search_ofa_imagenet(args: argparse.Namespace) -> int:
     lut = ResolutionLUT.load_dir(args.ofa_lut)
     res = [r for r in lut.resolutions() if 160 <= r <= 224]  # the predictor is trained on 160-224 only
     space = slot_space(OFA_KS, OFA_E, (2, 3, 4), res)
-    cost = lambda a: lut.predict_config(ofa_w12_net_config(list(a.ks), list(a.e), list(a.d)), a.r)  # noqa: E731
+    adapter = _load_mbv3(args.checkpoint, official=True)[0] if args.checkpoint else None
+    if adapter is not None:  # the real network's layer shapes (w1.0 or w1.2), e.g. with a LUT profiled here
+        cost = lambda a: lut.tables[a.r].predict(adapter.layers(a))  # noqa: E731
+    else:  # published w1.2 shapes, e.g. with OFA's note10 LUT
+        cost = lambda a: lut.predict_config(ofa_w12_net_config(list(a.ks), list(a.e), list(a.d)), a.r)  # noqa: E731
     acc = lambda archs: pred.predict([a.as_ofa() for a in archs])  # noqa: E731
     limits = _limits(args.limits or "15:90:16")
     t0 = time.perf_counter()
@@ -223,8 +231,22 @@ def _search_ofa_imagenet(args: argparse.Namespace) -> int:
     front = pareto_front(cands, lambda a: (cost(a), scores[a]), senses=("min", "max"))
     rows = [{"config": a.as_ofa(), "predicted_accuracy": scores[a], "lut_latency_ms": cost(a)} for a in
             sorted(front, key=cost)]
+    if adapter is not None:  # re-measure latency and memory of the predicted front on this device
+        import torch
+
+        from dynofa_ros.offline.profiler import device_key, measure_latency, module_memory_mb
+
+        torch.set_num_threads(args.threads)
+        for r, a in zip(rows, sorted(front, key=cost)):
+            spec = adapter.to_spec(a)
+            module = adapter.supernet.extract(spec).to(args.device)
+            x = adapter.supernet.sample_input(spec).normal_().to(args.device)
+            t = measure_latency(module, x, threads=args.threads)
+            r.update(id=spec.encode(), device_key=device_key(args.device, args.threads, args.qualifier),
+                     measured_median_ms=t.median_ms, measured_p95_ms=t.p95_ms, memory_mb=module_memory_mb(module))
     for r in rows:
-        print(f"  {r['lut_latency_ms']:7.2f} ms (LUT)  top-1 {r['predicted_accuracy']:.4f} (predicted)  r{r['config']['r'][0]}")
+        meas = f"  measured {r['measured_median_ms']:7.2f} ms" if "measured_median_ms" in r else ""
+        print(f"  {r['lut_latency_ms']:7.2f} ms (LUT){meas}  top-1 {r['predicted_accuracy']:.4f} (predicted)  r{r['config']['r'][0]}")
     print(f"{len(limits)} limits in {wall:.1f}s; {len(rows)} predicted-front points")
     if args.out:
         atomic_write_text(args.out, json.dumps({"space": "ofa_mbv3_w1.2", "lut": str(args.ofa_lut),
@@ -285,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("profile", help="per-layer latency LUT and/or latency+memory of sub-networks on this device")
     pr.add_argument("--checkpoint", required=True, help="project supernet checkpoint (dynofa train)")
+    pr.add_argument("--official", action="store_true",
+                    help="--checkpoint is an official OFA MobileNetV3 file (ofa_mbv3_d234_e346_k357_w1.0/_w1.2)")
+    pr.add_argument("--resolutions", type=int, nargs="+", help="LUT resolutions (default: all of the space)")
     pr.add_argument("--lut", help="folder for the per-layer LUT (<R>_lookup_table.yaml), built/resumed")
     pr.add_argument("--lut-check", type=int, default=0, metavar="N",
                     help="after building the LUT, compare its prediction with measurement on N random sub-networks")
@@ -303,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_profile)
 
     se = sub.add_parser("search", help="evolutionary search + re-measure -> operating-point table")
-    se.add_argument("--checkpoint", help="project supernet checkpoint (ofa_mbv3)")
+    se.add_argument("--checkpoint", help="project supernet checkpoint (ofa_mbv3); with --ofa-predictor: the official "
+                                         "OFA file, whose predicted front is then re-measured on this device")
     se.add_argument("--checkpoint-ref", help="checkpoint path written into the table (default: --checkpoint)")
     se.add_argument("--out", help="operating-point table to write (YAML); JSON candidates in --ofa-predictor mode")
     se.add_argument("--report", help="JSON with every re-measured candidate, the sweep and timings")

@@ -89,6 +89,16 @@ class OperatingPointTable:
                 return p
         raise KeyError(f"no operating point with id {point_id!r}; known: {self.ids()}")
 
+    def device_for(self, processor: str) -> str:
+        """The table's device key for a processor: the exact key if present, else the first key
+        qualifying it (e.g. "cpu" -> "cpu@1t"), so a runtime that only knows "cpu"/"cuda" finds it."""
+        if processor in self.devices:
+            return processor
+        for key in self.devices:
+            if key.split("@", 1)[0] == processor:
+                return key
+        raise KeyError(f"table has no latency for processor {processor!r}; device keys: {list(self.devices)}")
+
     def by_latency(self, device: str, stat: str = "median") -> list[OperatingPoint]:
         """Points sorted fastest first on `device` (the manager's level order)."""
         return sorted(self.points, key=lambda p: (p.latency(device, stat), p.accuracy))

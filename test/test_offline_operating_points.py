@@ -43,6 +43,9 @@ def test_helpers(tmp_path):
         t.point("net1").latency("cpu@4t")
     with pytest.raises(KeyError, match="nope"):
         t.point("nope")
+    assert t.device_for("cpu") == "cpu@1t" and t.device_for("cuda") == "cuda"
+    with pytest.raises(KeyError, match="'npu'"):
+        t.device_for("npu")
     assert resolve_bn_stats(tmp_path / "t.yaml", t.points[0]) == tmp_path.resolve() / "bn/net1.pt"
 
 

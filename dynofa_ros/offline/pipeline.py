@@ -88,7 +88,8 @@ class MBv3Adapter:
 # ---------------------------------------------------------------------------------- LUT profiling
 
 def build_lut(supernet: OFAMobileNetV3Supernet, folder: str | Path, *, device: str = "cpu",
-              threads: int | None = 1, warmup: int = 5, runs: int = 30, show_progress: bool = True) -> ResolutionLUT:
+              threads: int | None = 1, warmup: int = 5, runs: int = 30, show_progress: bool = True,
+              resolutions: Sequence[int] | None = None) -> ResolutionLUT:
     """Profile every layer shape of the space on this device (uniform kernel/expand at full depth covers
     every block shape). Resumable: existing `<R>_lookup_table.yaml` entries are kept, each resolution is
     saved atomically when done."""
@@ -97,8 +98,12 @@ def build_lut(supernet: OFAMobileNetV3Supernet, folder: str | Path, *, device: s
     folder = Path(folder)
     sp = supernet.space()
     tables: dict[int, LatencyLUT] = {}
-    jobs = [(r, k, e) for r in sp["resolution"] for k in sp["kernel"] for e in sp["expand"]]
-    for r in sp["resolution"]:
+    res = list(resolutions or sp["resolution"])
+    unknown = sorted(set(res) - set(sp["resolution"]))
+    if unknown:
+        raise ValueError(f"resolutions {unknown} are not in the supernet's space {sp['resolution']}")
+    jobs = [(r, k, e) for r in res for k in sp["kernel"] for e in sp["expand"]]
+    for r in res:
         path = folder / f"{r}_lookup_table.yaml"
         tables[r] = LatencyLUT.load(path) if path.exists() else LatencyLUT(source=str(path))
 
