@@ -118,16 +118,18 @@ class WorkloadFeedback:
 class PolicyConfig:
     latency_stat: str = "median"            # table statistic compared with max_latency_ms
     up_margin: float = 0.10                 # headroom a *new* point needs (current one only needs to fit)
-    frequency_margin: float = 0.05          # headroom a *new* lower frequency needs (same idea)
+    frequency_margin: float = 0.08          # headroom a *new* lower frequency needs (same idea)
+    frequency_down_dwell_s: float = 3.0     # lower the clock no sooner than this after the last change
     min_dwell_s: float = 1.0                # no non-urgent switch sooner than this after the last one
     accuracy_gain_min: float = 0.002        # a non-urgent move up must gain at least this (fraction)
     energy_gain_min: float = 0.05           # a non-urgent energy-motivated change must save >= 5 %
-    feedback_alpha: float = 0.3             # EWMA weight of a new measured/predicted latency ratio
+    feedback_alpha: float = 0.2             # EWMA weight of a new measured/predicted latency ratio
     feedback_settle_s: float = 0.5          # ignore status this long after a switch (window still mixed)
     feedback_clamp: tuple[float, float] = (0.25, 8.0)
     feedback_deadband: float = 0.05         # a point left while measured this much slower gets pinned
     pin_s: float = 10.0                     # ... and is not re-entered for this long (no bouncing)
-    load_fall_alpha: float = 0.3            # load rises at once, falls slowly (no flapping)
+    load_alpha: float = 0.3                 # EWMA of the background load ...
+    load_spike: float = 0.2                 # ... except a rise by more than this is taken at once (a spike)
     contention_gain: float = 1.0            # latency x (1 + gain * busy share of co-runners)
     default_rate_hz: float = 30.0           # frame rate assumed until a status reports one
     throttle_c: float = 95.0                # hardware throttling temperature
@@ -255,7 +257,8 @@ class ResourcePolicy:
             w.urgent = True
 
     def update_platform(self, state: PlatformState) -> None:
-        """New platform state; background load rises at once and decays slowly."""
+        """New platform state. Background load = busy share not explained by our own workloads (their
+        status rate x latency); smoothed, but a spike is taken at once."""
         self.platform = state
         own = {"cpu": 0.0, "gpu": 0.0}
         for w in self._workloads.values():
@@ -269,11 +272,11 @@ class ResourcePolicy:
             samples["cpu"] = max(0.0, busy - own["cpu"]) / n
         if math.isfinite(state.gpu_percent):
             samples["gpu"] = max(0.0, state.gpu_percent / 100.0 - own["gpu"])
-        a = self.config.load_fall_alpha
+        a = self.config.load_alpha
         for kind, s in samples.items():
             s = min(1.0, s)
             prev = self._bg[kind]
-            self._bg[kind] = s if s >= prev else prev + a * (s - prev)
+            self._bg[kind] = s if s - prev > self.config.load_spike else prev + a * (s - prev)
 
     def update_feedback(self, name: str, fb: WorkloadFeedback, now: float) -> None:
         """Measured latency of the point we chose corrects the model for that workload."""
@@ -484,7 +487,7 @@ class ResourcePolicy:
         freason = f"lowest-energy {kind} level meeting every target ({best_frac * 100:.0f}% of max"
         if cur is not None and abs(cur - best_frac) > 1e-9 and cur <= cap_frac + 1e-9:
             ok, power, lats = evaluate(cur, 0.0)
-            recent = now - self._freq_switch.get(kind, -math.inf) < c.min_dwell_s
+            recent = now - self._freq_switch.get(kind, -math.inf) < c.frequency_down_dwell_s
             if ok and (power <= best_power * (1 + c.energy_gain_min) or (recent and best_frac < cur)):
                 best_frac, best_power, best_lats = cur, power, lats
                 freason = f"{kind} level held (within hysteresis) ({cur * 100:.0f}% of max"
