@@ -41,7 +41,7 @@ class SysfsWriter:
         self.dry_run = dry_run
         self.emulated = emulated
         self.originals: dict[str, str | None] = {}
-        self.log: list[WriteResult] = []
+        self._written: set[str] = set()
 
     def allow(self, paths: Iterable[str | os.PathLike]) -> None:
         self.allowlist |= {os.path.abspath(p) for p in paths}
@@ -56,14 +56,20 @@ class SysfsWriter:
             if self.dry_run:
                 r = WriteResult(p, v, True, True, "", self.emulated)
             else:
-                try:
-                    with open(p, "w", encoding="utf-8") as f:
-                        f.write(v)
+                try:  # never O_CREAT: a sysfs attribute that is not there is an error, not a new file
+                    fd = os.open(p, os.O_WRONLY | os.O_TRUNC)
+                    try:
+                        os.write(fd, v.encode())
+                    finally:
+                        os.close(fd)
                     r = WriteResult(p, v, True, False, "", self.emulated)
                 except OSError as exc:  # PermissionError, EROFS, IsADirectoryError, ENOENT, EINVAL
                     r = WriteResult(p, v, False, False, f"{type(exc).__name__}: {exc.strerror or exc}",
                                     self.emulated)
-        self.log.append(r)
+                    if p not in self._written:
+                        self.originals.pop(p, None)   # nothing changed yet: nothing to restore
+        if r.ok and not r.dry_run:
+            self._written.add(p)
         return r
 
     def original(self, path: str | os.PathLike) -> str | None:
