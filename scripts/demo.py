@@ -44,9 +44,10 @@ def main() -> int:
     table = load_table(args.table)
     fastest = table.by_latency('cpu')[0]
     accurate = max(table.points, key=lambda p: p.accuracy)
+    width = max(len(point.id) for point in table.points)
     print(f'operating points ({args.table}):')
     for point in table.by_latency('cpu'):
-        print(f'  {point.id:<44} top-1 {point.accuracy:.3f}  {point.latency("cpu"):6.2f} ms  '
+        print(f'  {point.id:<{width}} top-1 {point.accuracy:.3f}  {point.latency("cpu"):6.2f} ms  '
               f'{point.memory_mb:5.2f} MiB')
 
     with ros_graph() as graph:
@@ -91,7 +92,7 @@ def main() -> int:
         load = 0.0
         start = time.monotonic()
         next_print = start
-        print(f'\n{"t s":>5}  {"active sub-network":<44} {"p95 ms":>7} {"top-1":>6} {"done":>6} {"drop":>5}')
+        print(f'\n{"t s":>5}  {"active sub-network":<{width}} {"p95 ms":>7} {"top-1":>6} {"done":>6} {"drop":>5}')
         while (now := time.monotonic()) - start < args.duration:
             while steps and now - start >= steps[0][0]:
                 _, text, action = steps.pop(0)
@@ -108,7 +109,7 @@ def main() -> int:
                     s = statuses[-1]
                     hits, total = correct[s.active_subnet_id]
                     acc = f'{hits / total:.3f}' if total else '  -  '
-                    print(f'{now - start:5.1f}  {s.active_subnet_id:<44} {s.latency_p95_ms:7.2f} {acc:>6} '
+                    print(f'{now - start:5.1f}  {s.active_subnet_id:<{width}} {s.latency_p95_ms:7.2f} {acc:>6} '
                           f'{s.frames_processed:6d} {s.frames_dropped:5d}')
                 next_print += 1.0
             rclpy.spin_once(node, timeout_sec=0.05)
@@ -116,12 +117,12 @@ def main() -> int:
         print('\nswitches (time after the scenario event that caused them):')
         for t_switch, subnet in switches:
             cause = max((e for e in events if e[0] <= t_switch), default=(start, 'start'))
-            print(f'  {t_switch - start:5.1f} s  -> {subnet:<44} {1e3 * (t_switch - cause[0]):6.0f} ms after '
+            print(f'  {t_switch - start:5.1f} s  -> {subnet:<{width}} {1e3 * (t_switch - cause[0]):6.0f} ms after '
                   f'"{cause[1]}"')
         print('\nmeasured top-1 per sub-network (ground truth from the camera):')
         for subnet, (hits, total) in sorted(correct.items()):
             recorded = table.point(subnet).accuracy if subnet in table.ids() else float('nan')
-            print(f'  {subnet:<44} {hits / total:.3f} over {total:4d} frames (table: {recorded:.3f})')
+            print(f'  {subnet:<{width}} {hits / total:.3f} over {total:4d} frames (table: {recorded:.3f})')
         node.destroy_node()
         rclpy.shutdown()
     return 0
