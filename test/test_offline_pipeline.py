@@ -10,7 +10,7 @@ import torch
 
 from dynofa_ros.cli import main
 from dynofa_ros.engine.bn_stats import load_bn_state, load_bn_stats
-from dynofa_ros.offline.lut import ResolutionLUT
+from dynofa_ros.offline.lut import ResolutionLUT, mbv3_layers
 from dynofa_ros.offline.pipeline import MBv3Adapter, mbv3_macs
 from dynofa_ros.offline.search import dominates
 from dynofa_ros.operating_points import load_table, resolve_bn_stats
@@ -40,6 +40,9 @@ def test_macs_match_supernet_count(tiny):
         a = ad.from_spec(spec)
         assert ad.to_spec(a) == spec
         assert mbv3_macs(ad.layers(a), ad.first_kernel) == sn.flops(spec)
+        sn.set_active(spec)
+        ofa_walk = mbv3_layers(sn.net.get_active_net_config(), spec.resolution, sn.in_channels)
+        assert [x.key() for x in ad.layers(a)] == [x.key() for x in ofa_walk]
 
 
 def test_profile_lut_and_resume(tiny, tmp_path, capsys):

@@ -60,6 +60,13 @@ class MBv3Adapter:
         self.ks, self.es, self.ds, self.rs = sp["kernel"], sp["expand"], sp["depth"], sp["resolution"]
         self.first_kernel = supernet.net.first_conv.kernel_size
         self._layers: dict[SlotArch, list[LayerDesc]] = {}
+        # fixed parts and per-slot constants, so a candidate's layer list needs no supernet call
+        # (search asks for tens of thousands); test_offline_pipeline checks it equals ofa's own walk
+        net = supernet.net
+        self._fixed = net.get_active_net_config()
+        self._slots = [[(max(net.blocks[b].conv.out_channel_list), net.blocks[b].conv.stride,
+                         net.blocks[b].conv.act_func, net.blocks[b].conv.use_se, net.blocks[b].shortcut is not None)
+                        for b in idx] for idx in net.block_group_info]
 
     def space(self) -> SearchSpace[SlotArch]:
         return slot_space(self.ks, self.es, self.ds, self.rs)
@@ -72,10 +79,25 @@ class MBv3Adapter:
         arch = self.supernet.to_ofa_arch(spec)
         return SlotArch(tuple(arch["ks"]), tuple(arch["e"]), tuple(arch["d"]), spec.resolution)
 
+    def net_config(self, a: SlotArch) -> dict[str, Any]:
+        """ofa's `get_active_net_config()` of the sub-network `a`, computed from the slot constants."""
+        first = self._fixed["blocks"][0]
+        blocks = [first]
+        cin = first["conv"]["out_channels"]
+        spd = len(a.ks) // len(a.d)
+        for stage, slots in enumerate(self._slots):
+            for j in range(a.d[stage]):
+                cout, stride, act, se, shortcut = slots[j]
+                k, e = a.ks[stage * spd + j], a.e[stage * spd + j]
+                blocks.append({"conv": {"in_channels": cin, "out_channels": cout, "kernel_size": k, "stride": stride,
+                                        "expand_ratio": e, "mid_channels": make_divisible(round(cin * e), 8),
+                                        "act_func": act, "use_se": se}, "shortcut": {} if shortcut else None})
+                cin = cout
+        return {**self._fixed, "blocks": blocks}
+
     def layers(self, a: SlotArch) -> list[LayerDesc]:
         if a not in self._layers:
-            self.supernet.set_active(self.to_spec(a))
-            self._layers[a] = mbv3_layers(self.supernet.net.get_active_net_config(), a.r, self.supernet.in_channels)
+            self._layers[a] = mbv3_layers(self.net_config(a), a.r, self.supernet.in_channels)
         return self._layers[a]
 
     def encode(self, a: SlotArch) -> list[float]:
