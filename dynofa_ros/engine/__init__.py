@@ -1,0 +1,1 @@
+"""Runtime engine: per-sub-network BN statistics, graph variants, the switchable SubnetPool."""

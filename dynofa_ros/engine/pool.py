@@ -19,10 +19,10 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psutil
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..supernet.base import SubnetSpec, Supernet
@@ -134,7 +134,13 @@ class SubnetPool:
         """Logits (on the pool's device) and the id of the sub-network that produced all of them."""
         slot = self._active  # read once: the whole batch runs on this module
         with torch.inference_mode():
-            out = slot.module(batch.to(self.device, non_blocking=True))
+            x = batch.to(self.device, non_blocking=True)
+            if x.shape[-2:] != (slot.resolution, slot.resolution):
+                # the caller pre-processed for the previous sub-network (a switch landed in between):
+                # resize rather than fail, so no frame is lost
+                x = F.interpolate(x, size=(slot.resolution, slot.resolution), mode="bilinear",
+                                  align_corners=False, antialias=x.shape[-1] > slot.resolution)
+            out = slot.module(x)
         return out, slot.key
 
     # --- pool management ----------------------------------------------------------------------

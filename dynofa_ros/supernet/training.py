@@ -49,6 +49,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", help="Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)")
     p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--save-every", type=int, default=50, help="steps between intermediate checkpoints")
     return p
 
 
@@ -96,6 +97,8 @@ def train(args: argparse.Namespace) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
+        if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < total:
+            save_supernet(supernet, out, {"partial": True, "steps_done": step + 1, "steps": total, "seed": args.seed})
         if step % args.log_every == 0 or step == total - 1:
             el = time.time() - t0
             print(f"step {step + 1}/{total} loss_max {float(loss_max):.3f} kd {kd_total:.3f} "
