@@ -1,0 +1,160 @@
+"""The resource manager, platform monitor and frequency actuator as real processes on a private
+localhost-only ROS domain: topic and parameter retargeting (with rejection of bad values), load spikes,
+unknown workloads, the simulated and the sysfs monitor, and actuation with restore on exit."""
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from conftest import Probe
+from nodeproc import Procs
+from test_manager_policy import make_table
+from test_platform_sysfs import make_agx_orin, make_xavier_nx
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture
+def procs(request, tmp_path):
+    pytest.importorskip("rclpy")
+    ps = Procs(tmp_path / "logs")
+    yield ps
+    ps.stop_all()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(ps.dump())
+
+
+@pytest.fixture
+def probe(procs):
+    p = Probe(procs.domain_id)
+    yield p
+    p.close()
+
+
+def _latest(probe, topic, pred=lambda m: True):
+    msgs = [m for m in probe.received(topic) if pred(m)]
+    return msgs[-1] if msgs else None
+
+
+def _set_params(probe, node: str, values: dict, timeout: float = 10.0):
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    cli = probe.node.create_client(SetParameters, f"/{node}/set_parameters")
+    assert cli.wait_for_service(timeout_sec=timeout), "parameter service not up"
+    req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    fut = cli.call_async(req)
+    probe.wait_for(fut.done, timeout, "set_parameters reply")
+    return fut.result().results[0]
+
+
+def test_resource_manager_node_retargets_by_topic_and_parameter(procs, probe, tmp_path):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from dynofa_ros.msg import FrequencyDecision, PerformanceTarget, PlatformLoad, SubnetDecision
+    from dynofa_ros.operating_points import save_table
+    table = tmp_path / "table.yaml"
+    save_table(make_table(), table)
+    for t, m in (("subnet_decision", SubnetDecision), ("frequency_decision", FrequencyDecision),
+                 ("/diagnostics", DiagnosticArray)):
+        probe.subscribe(m, t)
+    targets = probe.publisher(PerformanceTarget, "performance_target")
+    loads = probe.publisher(PlatformLoad, "platform_load")
+    proc = procs.start("resource_manager_node", {
+        "operating_points": str(table), "workloads": ["cam", "aux"], "cam.max_latency_ms": 15.0,
+        "cam.priority": 2, "aux.rate_hz": 1.0, "device_profile": "jetson_xavier_nx", "refresh_period_s": 0.5,
+        "min_dwell_s": 0.2})
+    cam = lambda m: m.workload == "cam"  # noqa: E731
+    probe.wait_for(lambda: (m := _latest(probe, "subnet_decision", cam)) and m.subnet_id == "p5", 30,
+                   "the initial decision (most accurate point)")
+    f = probe.wait_for(lambda: _latest(probe, "frequency_decision"), 5, "a frequency decision")
+    assert [d.domain for d in f.domains] == ["cpu0", "cpu2", "cpu4", "gpu"] and f.dry_run
+
+    # parameter retargeting: NaN and negative values are rejected with the reason
+    r = _set_params(probe, "resource_manager", {"cam.max_latency_ms": math.nan})
+    assert not r.successful and "finite" in r.reason
+    r = _set_params(probe, "resource_manager", {"cam.max_latency_ms": -3.0})
+    assert not r.successful and ">= 0" in r.reason
+    t0 = time.monotonic()
+    r = _set_params(probe, "resource_manager", {"cam.max_latency_ms": 5.0})
+    assert r.successful, r.reason
+    m = probe.wait_for(lambda: (m := _latest(probe, "subnet_decision", cam)) and m.subnet_id in ("p1", "p2") and m, 5,
+                       "the decision after the parameter retarget")
+    assert time.monotonic() - t0 < 3.0 and "5.0 ms" in m.reason
+
+    # topic retargeting reacts on arrival (well under a second), an unknown workload only warns
+    targets.publish(PerformanceTarget(workload="ghost", max_latency_ms=1.0))
+    t1 = time.monotonic()
+    targets.publish(PerformanceTarget(workload="cam", max_latency_ms=15.0, min_accuracy=float("nan"), priority=2))
+    probe.wait_for(lambda: (m := _latest(probe, "subnet_decision", cam)) and m.subnet_id == "p5", 5, "relaxed")
+    assert time.monotonic() - t1 < 1.0
+    # a load spike: the accurate point no longer fits beside the co-runner
+    t2 = time.monotonic()
+    loads.publish(PlatformLoad(cpu_percent=[100.0] * 6, gpu_percent=float("nan")))
+    m = probe.wait_for(lambda: (m := _latest(probe, "subnet_decision", cam)) and m.subnet_id != "p5" and m, 5,
+                       "a switch after the load spike")
+    assert time.monotonic() - t2 < 1.0
+    diags = probe.wait_for(lambda: [s for a in probe.received("/diagnostics") for s in a.status
+                                    if s.name == "dynofa_ros: workload cam"], 5, "diagnostics")
+    assert any(kv.key == "subnet_id" for kv in diags[-1].values)
+    assert proc.poll() is None
+    assert "unknown workload 'ghost'" in procs.log("resource_manager_node")
+
+
+def test_platform_monitor_node_simulated(procs, probe):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import BatteryState, Temperature
+    from dynofa_ros.msg import PlatformLoad
+    for t, m in (("battery_state", BatteryState), ("temperature", Temperature), ("platform_load", PlatformLoad),
+                 ("/diagnostics", DiagnosticArray)):
+        probe.subscribe(m, t)
+    procs.start("platform_monitor_node", {"simulated": True, "device_profile": "jetson_xavier_nx",
+                                          "rate_hz": 10.0, "battery_percent": 35.0, "background_cpu_load": 0.5})
+    probe.wait_for(lambda: len(probe.received("platform_load")) >= 3, 30, "platform load")
+    load = probe.received("platform_load")[-1]
+    assert load.modelled and len(load.cpu_percent) == 6 and 30.0 < sum(load.cpu_percent) / 6 < 70.0
+    zones = {m.header.frame_id for m in probe.received("temperature")}
+    assert zones == {"CPU-therm", "GPU-therm", "SOC0-therm", "Tboard_tegra"}
+    b = probe.received("battery_state")[-1]
+    assert 0.3 < b.percentage <= 0.35 and b.current < 0
+    d = probe.wait_for(lambda: probe.received("/diagnostics"), 5, "diagnostics")[-1].status[0]
+    assert "modelled" in d.message
+
+
+def test_platform_monitor_node_reads_fake_orin_sysfs(procs, probe, tmp_path):
+    from sensor_msgs.msg import BatteryState, Temperature
+    from dynofa_ros.msg import PlatformLoad
+    root = make_agx_orin(tmp_path / "orin")
+    for t, m in (("battery_state", BatteryState), ("temperature", Temperature), ("platform_load", PlatformLoad)):
+        probe.subscribe(m, t)
+    procs.start("platform_monitor_node", {"sysfs_root": str(root), "rate_hz": 10.0})
+    probe.wait_for(lambda: probe.received("battery_state") and probe.received("platform_load"), 30, "readings")
+    assert probe.received("battery_state")[-1].percentage == pytest.approx(0.63)
+    temps = {m.header.frame_id: m.temperature for m in probe.received("temperature")}
+    assert temps["tj-thermal"] == pytest.approx(52.0) and "cv0-thermal" not in temps
+    load = probe.received("platform_load")[-1]
+    assert not load.modelled and load.gpu_percent == pytest.approx(25.0)
+
+
+def test_frequency_actuator_node_applies_and_restores(procs, probe, tmp_path):
+    from dynofa_ros.msg import DomainFrequency, FrequencyDecision
+    root = make_xavier_nx(tmp_path / "nx")
+    pol0 = root / "sys/devices/system/cpu/cpufreq/policy0"
+    gpu = root / "sys/devices/17000000.gv11b/devfreq/17000000.gv11b"
+    pub = probe.publisher(FrequencyDecision, "frequency_decision")
+    proc = procs.start("frequency_actuator_node", {"backend": "sysfs", "sysfs_root": str(root), "dry_run": False})
+    probe.wait_for(lambda: pub.get_subscription_count() > 0, 30, "the actuator to subscribe")
+    dry = FrequencyDecision(domains=[DomainFrequency(domain="cpu0", frequency_hz=115_200_000)], dry_run=True)
+    pub.publish(dry)
+    real = FrequencyDecision(domains=[DomainFrequency(domain="cpu0", frequency_hz=1_000_000_000),
+                                      DomainFrequency(domain="gpu", frequency_hz=306_000_000)], dry_run=False)
+    pub.publish(real)
+    probe.wait_for(lambda: (pol0 / "scaling_setspeed").read_text().strip() == "1036800", 5, "cpu0 setspeed")
+    assert (pol0 / "scaling_governor").read_text().strip() == "userspace"
+    assert (gpu / "max_freq").read_text().strip() == "306000000"
+    assert procs.stop(proc) == 0
+    assert (pol0 / "scaling_governor").read_text().strip() == "schedutil"
+    assert (gpu / "max_freq").read_text().strip() == "1109250000"
+    assert (gpu / "min_freq").read_text().strip() == "114750000"
+    assert "restore" in procs.log("frequency_actuator_node")
