@@ -95,11 +95,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
         if len(threads) != 1 or len(args.device) != 1:
             sys.exit("dynofa profile --lut: one --device and one --threads value per table")
         build_lut(sn, args.lut, device=args.device[0], threads=threads[0], runs=args.runs, warmup=args.warmup,
-                  resolutions=args.resolutions)
+                  resolutions=args.resolutions, stat=args.lut_stat)
         print(f"LUT written to {args.lut}")
         if args.lut_check:
             err = lut_error(adapter, ResolutionLUT.load_dir(args.lut, sn.in_channels), args.lut_check,
-                            device=args.device[0], threads=threads[0], runs=args.runs, seed=args.seed)
+                            device=args.device[0], threads=threads[0], runs=args.runs, seed=args.seed,
+                            stat=args.lut_stat)
             print(json.dumps({k: v for k, v in err.items() if k != "samples"}, indent=1))
     if not args.out:
         return 0
@@ -152,7 +153,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     dev_key = device_key(args.device, args.threads, args.qualifier)
     lut = None
     if args.lut:
-        lut = build_lut(sn, args.lut, device=args.device, threads=args.threads)  # loads; profiles only what is missing
+        # loads the table; profiles only what is missing
+        lut = build_lut(sn, args.lut, device=args.device, threads=args.threads, stat=args.lut_stat)
     if args.predictor and Path(args.predictor).exists():
         predictor = MLPAccuracyPredictor.load(args.predictor)
         samples = []
@@ -310,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--official", action="store_true",
                     help="--checkpoint is an official OFA MobileNetV3 file (ofa_mbv3_d234_e346_k357_w1.0/_w1.2)")
     pr.add_argument("--resolutions", type=int, nargs="+", help="LUT resolutions (default: all of the space)")
+    pr.add_argument("--lut-stat", choices=["median", "min"], default="median",
+                    help="per-layer statistic stored in the LUT (min is steadier on a loaded machine)")
     pr.add_argument("--lut", help="folder for the per-layer LUT (<R>_lookup_table.yaml), built/resumed")
     pr.add_argument("--lut-check", type=int, default=0, metavar="N",
                     help="after building the LUT, compare its prediction with measurement on N random sub-networks")
@@ -337,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--limits", help="constraint values: 'lo:hi:n' or 'a,b,c' (ms or MFLOPs)")
     se.add_argument("--n-limits", type=int, default=12, help="sweep size when --limits is not given")
     se.add_argument("--lut", help="per-layer LUT folder for this device (built if missing)")
+    se.add_argument("--lut-stat", choices=["median", "min"], default="median",
+                    help="statistic for LUT entries profiled during search (match the existing table)")
     se.add_argument("--predictor", help="own accuracy predictor file: loaded if present, else trained and saved")
     se.add_argument("--predictor-samples", type=int, default=60, help="measured sub-networks to fit the predictor")
     se.add_argument("--predictor-eval", type=int, default=2000, help="training-set images per predictor sample")

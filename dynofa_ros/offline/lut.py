@@ -201,15 +201,16 @@ def layer_input(layer: LayerDesc, batch: int = 1):
 
 
 def profile_layers(net: Any, net_config: dict[str, Any], image_size: int, lut: LatencyLUT, *,
-                   in_channels: int, measure: Callable[[Any, Any], Any]) -> int:
+                   in_channels: int, measure: Callable[[Any, Any], Any], stat: str = "median") -> int:
     """Time every layer of the extracted sub-network `net` missing from `lut`; returns how many were
-    added. `measure(module, example)` returns an object with median_ms, std_ms and runs."""
+    added. `measure(module, example)` returns a profiler Timing; `stat` ("median" or "min") is stored
+    as the entry's mean (min is steadier on a shared, loaded machine)."""
     added = 0
     for layer in mbv3_layers(net_config, image_size, in_channels):
         key = layer.key()
         if key in lut:
             continue
         stats = measure(_layer_module(net, layer).eval(), layer_input(layer))
-        lut.add(key, stats.median_ms, stats.std_ms, stats.runs)
+        lut.add(key, getattr(stats, f"{stat}_ms"), stats.std_ms, stats.runs)
         added += 1
     return added

@@ -111,7 +111,7 @@ class MBv3Adapter:
 
 def build_lut(supernet: OFAMobileNetV3Supernet, folder: str | Path, *, device: str = "cpu",
               threads: int | None = 1, warmup: int = 5, runs: int = 30, show_progress: bool = True,
-              resolutions: Sequence[int] | None = None) -> ResolutionLUT:
+              resolutions: Sequence[int] | None = None, stat: str = "median") -> ResolutionLUT:
     """Profile every layer shape of the space on this device (uniform kernel/expand at full depth covers
     every block shape). Resumable: existing `<R>_lookup_table.yaml` entries are kept, each resolution is
     saved atomically when done."""
@@ -140,7 +140,7 @@ def build_lut(supernet: OFAMobileNetV3Supernet, folder: str | Path, *, device: s
         if all(ly.key() in tables[r] for ly in mbv3_layers(config, r, supernet.in_channels)):
             continue
         if profile_layers(supernet.extract(spec), config, r, tables[r], in_channels=supernet.in_channels,
-                          measure=measure):
+                          measure=measure, stat=stat):
             tables[r].save(folder / f"{r}_lookup_table.yaml")
     return ResolutionLUT(tables, supernet.in_channels)
 
@@ -291,9 +291,9 @@ def write_table(kept: Sequence[Measured], adapter: MBv3Adapter, table_path: str 
 
 
 def lut_error(adapter: MBv3Adapter, lut: ResolutionLUT, n: int, *, device: str = "cpu", threads: int | None = 1,
-              warmup: int = 10, runs: int = 50, seed: int = 0) -> dict[str, Any]:
+              warmup: int = 10, runs: int = 50, seed: int = 0, stat: str = "median") -> dict[str, Any]:
     """LUT-predicted vs measured latency of `n` random extracted sub-networks (relative error =
-    |predicted - measured| / measured)."""
+    |predicted - measured| / measured); `stat` is the measured statistic, matching the LUT's."""
     rng = random.Random(seed)
     space = adapter.space()
     samples = []
@@ -302,13 +302,13 @@ def lut_error(adapter: MBv3Adapter, lut: ResolutionLUT, n: int, *, device: str =
         spec = adapter.to_spec(a)
         module = adapter.supernet.extract(spec).to(device)
         x = adapter.supernet.sample_input(spec).normal_().to(device)
-        measured = measure_latency(module, x, warmup=warmup, runs=runs, threads=threads).median_ms
+        measured = getattr(measure_latency(module, x, warmup=warmup, runs=runs, threads=threads), f"{stat}_ms")
         predicted = lut.tables[a.r].predict(adapter.layers(a))
         samples.append({"id": spec.encode(), "measured_ms": measured, "predicted_ms": predicted,
                         "rel_error": abs(predicted - measured) / measured,
                         "signed_rel_error": (predicted - measured) / measured})
     errs = sorted(s["rel_error"] for s in samples)
     signed = sorted(s["signed_rel_error"] for s in samples)
-    return {"n": n, "device_key": device_key(device, threads), "median_rel_error": errs[len(errs) // 2] if n % 2 else
+    return {"n": n, "device_key": device_key(device, threads), "stat": stat, "median_rel_error": errs[len(errs) // 2] if n % 2 else
             (errs[n // 2 - 1] + errs[n // 2]) / 2, "worst_rel_error": errs[-1],
             "median_signed_rel_error": signed[len(signed) // 2], "samples": samples}

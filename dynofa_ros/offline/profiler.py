@@ -28,6 +28,7 @@ class Timing:
     p95_ms: float
     mean_ms: float
     std_ms: float
+    min_ms: float
     runs: int
 
 
@@ -87,7 +88,7 @@ def measure_latency(fn: Callable[[torch.Tensor], Any], example: torch.Tensor, *,
                 fn(example)
                 times.append((time.perf_counter() - t0) * 1e3)
     return Timing(median_ms=statistics.median(times), p95_ms=_percentile(times, 0.95),
-                  mean_ms=statistics.fmean(times), std_ms=statistics.pstdev(times), runs=runs)
+                  mean_ms=statistics.fmean(times), std_ms=statistics.pstdev(times), min_ms=min(times), runs=runs)
 
 
 def module_memory_mb(module: nn.Module) -> float:
