@@ -64,7 +64,7 @@ class Probe:
     def subscribe(self, msg_type, topic: str, qos=10) -> None:
         def store(msg, topic=topic):
             with self.lock:
-                self.messages[topic].append((time.monotonic(), msg))
+                self.messages[topic].append((time.monotonic(), time.time(), msg))
         self.node.create_subscription(msg_type, topic, store, qos)
 
     def publisher(self, msg_type, topic: str, qos=10):
@@ -72,11 +72,16 @@ class Probe:
 
     def received(self, topic: str) -> list:
         with self.lock:
-            return [msg for _, msg in self.messages[topic]]
+            return [msg for _, _, msg in self.messages[topic]]
 
     def since(self, topic: str, t0: float) -> list:
         with self.lock:
-            return [msg for t, msg in self.messages[topic] if t >= t0]
+            return [msg for t, _, msg in self.messages[topic] if t >= t0]
+
+    def arrivals(self, topic: str) -> list[tuple[float, object]]:
+        """(wall-clock receipt time, message) pairs, to compare with header stamps."""
+        with self.lock:
+            return [(wall, msg) for _, wall, msg in self.messages[topic]]
 
     def wait_for(self, predicate: Callable[[], object], timeout: float, what: str = 'condition'):
         deadline = time.monotonic() + timeout

@@ -105,6 +105,7 @@ class PerceptionNode(Node):
         self.latency = LatencyWindow(window)
         self.input_rate, self.output_rate = RateMeter(), RateMeter()
         self.foreign_workloads: set[str] = set()
+        self.last_warned: dict[str, float] = {}
 
         self.result_pub = self.create_publisher(InferenceResult, 'inference_result', 10)
         self.status_pub = self.create_publisher(WorkloadStatus, 'workload_status', 10)
@@ -163,17 +164,23 @@ class PerceptionNode(Node):
         try:
             pixels = decode()
         except ImageDecodeError as exc:
-            self._reject('rejected', f'bad image: {exc}')
+            self._reject('rejected', f'bad image: {exc}', str(exc).split(' ', 1)[0])
             return
         if self.slot.put(Frame(header, pixels, now)):
             with self.counts_lock:
                 self.counts['dropped'] += 1
 
-    def _reject(self, counter: str, problem: str) -> None:
+    def _reject(self, counter: str, problem: str, kind: str) -> None:
+        """Count the problem; warn at most once per WARN_PERIOD_S for each kind of problem."""
+        now = time.monotonic()
         with self.counts_lock:
             self.counts[counter] += 1
             self.last_problem = problem
-        self.get_logger().warning(problem, throttle_duration_sec=WARN_PERIOD_S)
+            suppressed = now - self.last_warned.get(kind, -math.inf) < WARN_PERIOD_S
+            if not suppressed:
+                self.last_warned[kind] = now
+        if not suppressed:
+            self.get_logger().warning(problem)
 
     def _on_decision(self, msg: SubnetDecision) -> None:
         if msg.workload != self.workload:
@@ -187,7 +194,7 @@ class PerceptionNode(Node):
         try:
             self.model.switch(msg.subnet_id)
         except KeyError as exc:
-            self._reject('commands_rejected', f'decision rejected: {exc}')
+            self._reject('commands_rejected', f'decision rejected: {exc}', 'decision')
             return
         self.latency.clear()  # the window describes the previous sub-network
         self.get_logger().info(f'switched to {msg.subnet_id} ({msg.reason})')
@@ -198,10 +205,10 @@ class PerceptionNode(Node):
         values = {'max_latency_ms': msg.max_latency_ms, 'min_accuracy': msg.min_accuracy}
         for name, value in values.items():
             if math.isnan(value):
-                self._reject('commands_rejected', f'target {name} is NaN: treated as no constraint')
+                self._reject('commands_rejected', f'target {name} is NaN: treated as no constraint', 'target')
                 values[name] = 0.0
             elif value < 0 or math.isinf(value):
-                self._reject('commands_rejected', f'target {name}={value} rejected (must be finite, >= 0)')
+                self._reject('commands_rejected', f'target {name}={value} rejected (must be finite, >= 0)', 'target')
                 return
         self.target = Target(**values)
 
@@ -221,7 +228,7 @@ class PerceptionNode(Node):
             self.overlay_pub.publish(draw_overlay(frame, result))
 
     def _on_serve_error(self, frame: Frame, exc: Exception) -> None:
-        self._reject('errors', f'inference failed: {type(exc).__name__}: {exc}')
+        self._reject('errors', f'inference failed: {type(exc).__name__}: {exc}', 'inference')
 
     # ---- status ----------------------------------------------------------------------------
     def target_check(self, p95: float) -> tuple[bool, str]:
@@ -248,7 +255,7 @@ class PerceptionNode(Node):
             frames_processed=counts['processed'], frames_dropped=counts['dropped'],
             frames_rejected=counts['rejected'], input_rate_hz=self.input_rate.rate_hz(),
             output_rate_hz=self.output_rate.rate_hz(), target_met=met, target_status=why,
-            memory_mb=float(self.model.memory_mb()) if hasattr(self.model, 'memory_mb') else point.memory_mb)
+            memory_mb=self._materialised_mb())
         status.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(status)
         level, message = DiagnosticStatus.OK, 'serving'
@@ -266,6 +273,10 @@ class PerceptionNode(Node):
             values=[KeyValue(key=k, value=v) for k, v in values.items()])])
         diag.header.stamp = status.header.stamp
         self.diag_pub.publish(diag)
+
+    def _materialised_mb(self) -> float:
+        report = self.model.memory_report().values()
+        return sum(entry['weight_bytes'] for entry in report if entry['materialised']) / 2**20
 
     def destroy_node(self) -> None:
         self.worker.stop()
