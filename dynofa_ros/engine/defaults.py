@@ -39,20 +39,29 @@ LADDERS = {
 }
 
 
-def evaluate_point(supernet: Supernet, spec, calib: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                   iters: int = 60) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Calibrate BN, measure accuracy/latency/cost of one sub-network; returns (row, BN state)."""
+def evaluate_point(supernet: Supernet, spec, calib: torch.Tensor, test_x: torch.Tensor,
+                   test_y: torch.Tensor) -> tuple[dict, torch.nn.Module]:
+    """Calibrate BN and measure accuracy/cost of one sub-network; returns (row without latency, module)."""
     module = supernet.extract(spec)
     recalibrate_bn(module, batches(calib, spec.resolution))
     acc = evaluate_accuracy(module, test_x, test_y, spec.resolution)
-    x = torch.zeros(1, supernet.in_channels, spec.resolution, spec.resolution)
-    lat = summarize(time_call(lambda: module(x), torch.device("cpu"), iters=iters, warmup=10))
     params, macs = supernet.cost(spec)
     row = {"id": spec.encode(), "architecture": spec.describe(), "graph_variant": "eager",
            "resolution": spec.resolution, "accuracy": round(acc, 4), "mflops": round(macs / 1e6, 3),
-           "params_m": round(params / 1e6, 4), "memory_mb": round(module_bytes(module) / 2**20, 3),
-           "latency_ms": {"cpu": {"median": round(lat["median"], 3), "p95": round(lat["p95"], 3)}}}
-    return row, bn_state(module)
+           "params_m": round(params / 1e6, 4), "memory_mb": round(module_bytes(module) / 2**20, 3)}
+    return row, module
+
+
+def interleaved_latency(modules: list[torch.nn.Module], resolutions: list[int], in_channels: int,
+                        rounds: int = 6, iters: int = 15) -> list[dict[str, float]]:
+    """Batch-1 CPU latency of several modules, measured round-robin so that load from other processes
+    on a shared machine spreads over all of them instead of skewing the ones measured during a spike."""
+    samples: list[list[float]] = [[] for _ in modules]
+    for _ in range(rounds):
+        for i, (m, r) in enumerate(zip(modules, resolutions)):
+            x = torch.zeros(1, in_channels, r, r)
+            samples[i] += time_call(lambda: m(x), torch.device("cpu"), iters=iters, warmup=3)
+    return [summarize(s) for s in samples]
 
 
 def build_default_table(family: str, root: Path, threads: int = 1) -> Path:
@@ -67,18 +76,23 @@ def build_default_table(family: str, root: Path, threads: int = 1) -> Path:
     calib = calibration_subset(train_x, 2000, 0)
     table_path = root / "config" / "operating_points" / f"fmnist_{family}.yaml"
     bn_dir = root / "models" / "bn"
-    points = []
+    points, modules = [], []
     for spec in LADDERS[family]:
-        row, state = evaluate_point(supernet, spec, calib, test_x, test_y)
+        row, module = evaluate_point(supernet, spec, calib, test_x, test_y)
+        state = bn_state(module)
         if state:
             bn_file = bn_dir / bn_stats_filename(row["id"])
             save_bn_stats(bn_file, row["id"], state, {"dataset": "fashion-mnist train", "images": 2000, "seed": 0})
             row["bn_stats"] = os.path.relpath(bn_file, table_path.parent)
         else:
             row["bn_stats"] = None
+        points.append(row)
+        modules.append(module)
+    lats = interleaved_latency(modules, [p["resolution"] for p in points], supernet.in_channels)
+    for row, lat in zip(points, lats):
+        row["latency_ms"] = {"cpu": {"median": round(lat["median"], 3), "p95": round(lat["p95"], 3)}}
         print(f"{row['id']}: acc {row['accuracy']:.4f} cpu {row['latency_ms']['cpu']} mflops {row['mflops']}",
               flush=True)
-        points.append(row)
     data = {"version": 1,
             "supernet": {"family": family, "checkpoint": ckpt_rel, "num_classes": 10,
                          "labels": list(FMNIST_LABELS),
