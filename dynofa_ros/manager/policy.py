@@ -116,7 +116,7 @@ class WorkloadFeedback:
 
 @dataclass
 class PolicyConfig:
-    latency_stat: str = "median"            # table statistic compared with max_latency_ms
+    latency_stat: str = "p95"               # table statistic compared with max_latency_ms (and fed back)
     up_margin: float = 0.10                 # headroom a *new* point needs (current one only needs to fit)
     frequency_margin: float = 0.08          # headroom a *new* lower frequency needs (same idea)
     frequency_down_dwell_s: float = 3.0     # lower the clock no sooner than this after the last change
@@ -133,9 +133,9 @@ class PolicyConfig:
     contention_gain: float = 1.0            # latency x (1 + gain * busy share of co-runners)
     default_rate_hz: float = 30.0           # frame rate assumed until a status reports one
     throttle_c: float = 95.0                # hardware throttling temperature
-    thermal_margin_c: float = 10.0          # start scaling down this far below it
-    thermal_hysteresis_c: float = 3.0
-    thermal_min_cap: float = 0.4            # frequency cap reached at throttle_c
+    thermal_margin_c: float = 6.0           # start scaling down this far below it
+    thermal_hysteresis_c: float = 2.0
+    thermal_min_cap: float = 0.5            # cap reached at throttle_c (no lower than the hardware's own throttle)
     saving_below_percent: float = 40.0      # battery energy-saving mode
     critical_below_percent: float = 15.0
     battery_hysteresis_percent: float = 3.0
@@ -284,11 +284,13 @@ class ResourcePolicy:
         w.feedback = fb
         if math.isfinite(fb.input_rate_hz) and fb.input_rate_hz > 0:
             w.rate_hz = fb.input_rate_hz
+        # compare like with like: the measured statistic the targets are judged on
+        measured = fb.latency_p95_ms if self.config.latency_stat == "p95" and fb.latency_p95_ms > 0 else fb.latency_p50_ms
         if (w.current is None or fb.active_subnet_id != w.current.id or now - w.last_switch < self.config.feedback_settle_s
-                or not (fb.latency_p50_ms > 0) or not (w.predicted_raw_ms > 0)):
+                or not (measured > 0) or not (w.predicted_raw_ms > 0)):
             return
         lo, hi = self.config.feedback_clamp
-        sample = min(hi, max(lo, fb.latency_p50_ms / w.predicted_raw_ms))
+        sample = min(hi, max(lo, measured / w.predicted_raw_ms))
         r = w.ratios.get(w.current.id, 1.0)
         w.ratios[w.current.id] = r + self.config.feedback_alpha * (sample - r)
 
@@ -473,7 +475,9 @@ class ResourcePolicy:
             return ok, power, lats
 
         best_frac, best_power, best_lats = cap_frac, *evaluate(cap_frac, 0.0)[1:]
-        for frac in reversed([f for f in levels if f < cap_frac - 1e-12]):
+        # a workload already missing its latency bound at the cap gets the cap (best effort), never less
+        best_effort = any(choices[pw.name][2].startswith("latency") for pw, _, _ in placed)
+        for frac in reversed([f for f in levels if f < cap_frac - 1e-12 and not best_effort]):
             ok, power, lats = evaluate(frac)
             if not ok:
                 break
@@ -485,7 +489,7 @@ class ResourcePolicy:
         # frequency hysteresis: keep the current level when it still meets everything and saves little
         cur = self._freq_frac.get(kind)
         freason = f"lowest-energy {kind} level meeting every target ({best_frac * 100:.0f}% of max"
-        if cur is not None and abs(cur - best_frac) > 1e-9 and cur <= cap_frac + 1e-9:
+        if cur is not None and abs(cur - best_frac) > 1e-9 and cur <= cap_frac + 1e-9 and not best_effort:
             ok, power, lats = evaluate(cur, 0.0)
             recent = now - self._freq_switch.get(kind, -math.inf) < c.frequency_down_dwell_s
             if ok and (power <= best_power * (1 + c.energy_gain_min) or (recent and best_frac < cur)):

@@ -69,6 +69,8 @@ class ResourceManagerNode(Node):
         p("min_dwell_s", 1.0, _desc("no non-urgent switch sooner than this after the last one, s"))
         p("up_margin", 0.10, _desc("latency headroom a slower point needs before switching up (fraction)"))
         p("time_budget_ms", 5.0, _desc("decision search time bound, ms"))
+        p("latency_stat", "p95", _desc("latency statistic judged against max_latency_ms and fed back from "
+                                       "WorkloadStatus: p95 (deadline-like) or median", read_only=True))
         self.workload_names: list[str] = list(self.get_parameter("workloads").value)
         for w in self.workload_names:
             p(f"{w}.max_latency_ms", 0.0, _desc(f"{w}: latency bound ms (0 = none)"))
@@ -85,7 +87,10 @@ class ResourceManagerNode(Node):
         self.dry_run = bool(gp("dry_run"))
         cfg = PolicyConfig(memory_budget_mb=float(gp("memory_budget_mb")), min_dwell_s=float(gp("min_dwell_s")),
                            up_margin=float(gp("up_margin")), time_budget_ms=float(gp("time_budget_ms")),
-                           frequency_applied=not self.dry_run, throttle_c=profile.thermal.throttle_c)
+                           frequency_applied=not self.dry_run, throttle_c=profile.thermal.throttle_c,
+                           latency_stat=str(gp("latency_stat")))
+        if cfg.latency_stat not in ("p95", "median"):
+            raise ValueError(f"latency_stat must be 'p95' or 'median', got {cfg.latency_stat!r}")
         self.policy = ResourcePolicy(profile.domains, cfg)
         default_table = gp("operating_points") or default_table_path()
         tables = {}
