@@ -176,20 +176,56 @@ def test_battery_mode_hysteresis():
 
 def test_thermal_scale_down_before_throttling():
     table = make_table()
-    pol = make_policy(throttle_c=95.0, thermal_margin_c=10.0, thermal_min_cap=0.4)
+    pol = make_policy(throttle_c=95.0)
     pol.add_workload("cam", table, "cpu", Target(max_latency_ms=12.0), rate_hz=10)
     cool = pol.decide(0.0)
-    pol.update_platform(PlatformState(temperatures_c={"CPU-therm": 93.0, "PMIC-Die": 100.0}))
-    hot = pol.decide(1.0)
-    assert hot.caps["cpu"] < 0.6 and cool.caps["cpu"] == 1.0
+    for k in range(1, 40):   # 4 s at 94 C: above the set point (92 C), below the throttle point
+        pol.update_platform(PlatformState(temperatures_c={"CPU-therm": 94.0, "PMIC-Die": 100.0}))
+        hot = pol.decide(k * 0.1)
+    assert cool.caps["cpu"] == 1.0 and hot.caps["cpu"] < 0.7
     assert hot.frequencies[0].frequency_hz <= CPU.max_hz * hot.caps["cpu"] + 1
     assert hot.subnets["cam"].point.accuracy <= cool.subnets["cam"].point.accuracy
-    assert hot.subnets["cam"].target_met  # scaled down the network instead of missing the target
+    assert hot.subnets["cam"].target_met  # scaled the network down instead of missing the target
+    for k in range(40, 200):  # cooled well below the set point: the cap is released again
+        pol.update_platform(PlatformState(temperatures_c={"CPU-therm": 70.0}))
+        d = pol.decide(k * 0.1)
+    assert d.caps["cpu"] == 1.0
     # PMIC-Die (a constant 100 C on Xavier) alone does not scale anything down
     pol2 = make_policy()
     pol2.add_workload("cam", table, "cpu", Target(max_latency_ms=12.0), rate_hz=10)
-    pol2.update_platform(PlatformState(temperatures_c={"PMIC-Die": 100.0}))
-    assert pol2.decide(0.0).caps["cpu"] == 1.0
+    for k in range(20):
+        pol2.update_platform(PlatformState(temperatures_c={"PMIC-Die": 100.0}))
+        assert pol2.decide(k * 0.1).caps["cpu"] == 1.0
+
+
+def test_closed_loop_on_the_simulated_platform_never_throttles():
+    """Hot enclosure, busy GPU: the policy holds the temperature under the throttle point, the
+    performance governor (all at max) runs into hardware throttling."""
+    from dynofa_ros.platform.profiles import load_profile
+    from dynofa_ros.platform.simulated import SimulatedPlatform
+    prof = load_profile("jetson_xavier_nx")
+    gpu_table = make_table([(lat * 8, acc, mem) for lat, acc, mem in FRONT], device="cuda")
+    results = {}
+    for mode in ("policy", "performance"):
+        sim = SimulatedPlatform(prof, ambient_c=70.0, noise=0.0)
+        sim.temp_c = 90.0
+        pol = ResourcePolicy(prof.domains, PolicyConfig(throttle_c=prof.thermal.throttle_c))
+        pol.add_workload("cam", gpu_table, "cuda", Target(max_latency_ms=110.0), rate_hz=8)
+        throttled = 0
+        for k in range(3000):  # 300 s
+            t = k * 0.1
+            snap = sim.snapshot()
+            pol.update_platform(PlatformState(temperatures_c=snap.temperatures_c, gpu_percent=snap.gpu_percent))
+            d = pol.decide(t)
+            if mode == "policy":
+                sim.set_frequencies({f.domain: f.frequency_hz for f in d.frequencies})
+            c = d.subnets["cam"]
+            sim.set_workload_util("gpu", min(1.0, c.expected_latency_ms * 8 / 1000))
+            sim.set_workload_util("cpu", 0.3)
+            sim.step(0.1)
+            throttled += sim.throttled
+        results[mode] = throttled
+    assert results["performance"] > 0 and results["policy"] == 0, results
 
 
 def test_memory_budget_limits_choice_and_materialisation():

@@ -133,9 +133,10 @@ class PolicyConfig:
     contention_gain: float = 1.0            # latency x (1 + gain * busy share of co-runners)
     default_rate_hz: float = 30.0           # frame rate assumed until a status reports one
     throttle_c: float = 95.0                # hardware throttling temperature
-    thermal_margin_c: float = 6.0           # start scaling down this far below it
-    thermal_hysteresis_c: float = 2.0
-    thermal_min_cap: float = 0.5            # cap reached at throttle_c (no lower than the hardware's own throttle)
+    thermal_margin_c: float = 3.0           # hold the hottest zone this far below it
+    thermal_gain: float = 0.05              # cap change per C of error per second
+    thermal_hysteresis_c: float = 1.0       # raise the cap only this far below the set point
+    thermal_min_cap: float = 0.5            # no lower than the hardware's own throttle would go
     saving_below_percent: float = 40.0      # battery energy-saving mode
     critical_below_percent: float = 15.0
     battery_hysteresis_percent: float = 3.0
@@ -218,6 +219,7 @@ class ResourcePolicy:
         self._bg: dict[str, float] = {"cpu": 0.0, "gpu": 0.0}
         self.mode = "normal"
         self._thermal_cap: dict[str, float] = {}
+        self._thermal_t: float | None = None
         self._freq_frac: dict[str, float] = {}       # current frequency fraction per kind
         self._freq_switch: dict[str, float] = {}
         self._now = 0.0
@@ -317,21 +319,29 @@ class ResourcePolicy:
             self.mode = "normal"
 
     def _update_thermal(self) -> None:
-        """Scale down linearly from throttle-margin to throttle, before the hardware throttles."""
+        """Scale down before the hardware throttles: an integral controller holds the hottest zone of each
+        processor at `throttle_c - thermal_margin_c` with the highest sustainable frequency cap (a fixed
+        map from temperature to cap gives away performance the cooling could sustain); within 1 C of the
+        throttle point a proportional bound cuts in at once."""
         c = self.config
-        start = c.throttle_c - c.thermal_margin_c
+        setpoint = c.throttle_c - c.thermal_margin_c
+        dt = min(2.0, max(0.0, self._now - self._thermal_t)) if self._thermal_t is not None else 0.0
+        self._thermal_t = self._now
         for kind in ("cpu", "gpu"):
             temps = [t for z, t in self.platform.temperatures_c.items() if math.isfinite(t) and _zone_kind(z) in (kind, None)]
-            hottest = max(temps, default=-math.inf)
-            prev = self._thermal_cap.get(kind, 1.0)
-            if hottest >= start:
-                x = min(1.0, (hottest - start) / max(1e-6, c.thermal_margin_c))
-                cap = 1.0 - x * (1.0 - c.thermal_min_cap)
-                self._thermal_cap[kind] = min(cap, prev) if hottest > start + c.thermal_hysteresis_c / 2 else cap
-            elif hottest < start - c.thermal_hysteresis_c:
+            if not temps:
                 self._thermal_cap[kind] = 1.0
-            else:
-                self._thermal_cap[kind] = prev     # inside the hysteresis band: hold
+                continue
+            hottest = max(temps)
+            cap = self._thermal_cap.get(kind, 1.0)
+            if hottest > setpoint:
+                cap -= c.thermal_gain * (hottest - setpoint) * dt
+            elif hottest < setpoint - c.thermal_hysteresis_c:
+                cap += c.thermal_gain * (setpoint - c.thermal_hysteresis_c - hottest) * dt
+            edge = c.throttle_c - 1.0
+            if hottest > edge:
+                cap = min(cap, 1.0 - min(1.0, hottest - edge) * (1.0 - c.thermal_min_cap))
+            self._thermal_cap[kind] = min(1.0, max(c.thermal_min_cap, cap))
 
     def caps(self) -> dict[str, float]:
         out = {}
