@@ -214,7 +214,7 @@ def run_scenario(controller: str, duration: float, dt: float, seed: int, battery
             decide_ms.append((time.perf_counter() - t0) * 1000)
             sim.set_frequencies({f.domain: f.frequency_hz for f in d.frequencies})
             for w in wls:
-                new = w.points.index(d.subnets[w.name].point)
+                new = [p.id for p in w.points].index(d.subnets[w.name].subnet_id)
                 switches += new != w.level
                 w.level = new
         else:

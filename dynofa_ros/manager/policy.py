@@ -199,6 +199,7 @@ class _Workload:
     feedback: WorkloadFeedback | None = None
     predicted_raw_ms: float = math.nan      # model latency (no feedback) of the current point, last decision
     materialised: list[str] = field(default_factory=list)
+    index: dict[str, int] = field(default_factory=dict)    # point id -> position in `points`
 
 
 def processor_kind(device_key: str) -> str:
@@ -238,7 +239,7 @@ class ResourcePolicy:
         self._workloads[name] = _Workload(
             name=name, device_key=device_key, kind=kind, points=pts,
             base=[p.latency(device_key, self.config.latency_stat) for p in pts], target=target,
-            rate_hz=rate_hz if rate_hz > 0 else self.config.default_rate_hz)
+            rate_hz=rate_hz if rate_hz > 0 else self.config.default_rate_hz, index={p.id: i for i, p in enumerate(pts)})
 
     def workloads(self) -> list[str]:
         return list(self._workloads)
@@ -405,7 +406,7 @@ class ResourcePolicy:
         if cur is None:
             return 1.0
         p = w.points[i]
-        if p is cur or w.base[i] <= w.base[w.points.index(cur)]:
+        if p is cur or w.base[i] <= w.base[w.index[cur.id]]:
             return w.ratios.get(cur.id, 1.0)
         if w.pinned.get(p.id, -math.inf) > self._now:
             return max(1.0, w.ratios.get(p.id, 1.0))
@@ -459,7 +460,7 @@ class ResourcePolicy:
                 truncated = True   # keep the rest where they are (warm start) rather than overrun
                 for o in group:
                     if o.name not in choices:
-                        oi = o.points.index(o.current) if o.current in o.points else 0
+                        oi = o.index[o.current.id] if o.current is not None else 0
                         choices[o.name] = (oi, "kept (decision time budget reached)", "")
                         placed.append((o, oi, min_util[o.name]))
                 break
@@ -522,7 +523,7 @@ class ResourcePolicy:
                 if old is not None and p.accuracy < old.accuracy and w_ratio(pw, old) > 1.0 + c.feedback_deadband:
                     # left because it was measured slower than the table says: do not bounce straight back
                     t_ms = pw.target.max_latency_ms
-                    oi = pw.points.index(old)
+                    oi = pw.index[old.id]
                     if t_ms > 0 and pw.base[oi] * s_cap * (1.0 + gain * bg) <= t_ms:
                         k = pw.pin_count[old.id] = pw.pin_count.get(old.id, 0) + 1
                         pw.pinned[old.id] = now + c.pin_s * 2 ** min(4, k - 1)   # repeated failures: longer
@@ -548,7 +549,7 @@ class ResourcePolicy:
                 rep: FrequencyDomain, cap_frac: float, now: float) -> tuple[int, str, str]:
         """Index of the point for `w`, a reason, and a status (empty when every constraint is met)."""
         c, t = self.config, w.target
-        cur = w.points.index(w.current) if w.current in w.points else -1
+        cur = w.index[w.current.id] if w.current is not None else -1
         n = len(w.points)
         lat = [self._lat(w, i, s_cap, contention) for i in range(n)]
         energy = [self._energy(rep, cap_frac, lat[i]) for i in range(n)]
@@ -615,7 +616,7 @@ class ResourcePolicy:
         for w in order:
             if w.name not in subnets:
                 continue
-            i = w.points.index(subnets[w.name].point)
+            i = w.index[subnets[w.name].point.id]
             ring = sorted((j for j in range(len(w.points)) if j != i), key=lambda j: (abs(j - i), j > i))
             for j in ring:
                 p = w.points[j]
