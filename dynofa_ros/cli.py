@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -95,12 +96,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
         if len(threads) != 1 or len(args.device) != 1:
             sys.exit("dynofa profile --lut: one --device and one --threads value per table")
         build_lut(sn, args.lut, device=args.device[0], threads=threads[0], runs=args.runs, warmup=args.warmup,
-                  resolutions=args.resolutions, stat=args.lut_stat)
+                  resolutions=args.resolutions, stat=args.lut_stat, clock=args.clock)
         print(f"LUT written to {args.lut}")
         if args.lut_check:
             err = lut_error(adapter, ResolutionLUT.load_dir(args.lut, sn.in_channels), args.lut_check,
                             device=args.device[0], threads=threads[0], runs=args.runs, seed=args.seed,
-                            stat=args.lut_stat)
+                            stat=args.lut_stat, clock=args.clock)
             print(json.dumps({k: v for k, v in err.items() if k != "samples"}, indent=1))
     if not args.out:
         return 0
@@ -146,7 +147,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                                              unique_candidates, write_table)
     from dynofa_ros.offline.profiler import device_key
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.eval_threads or args.threads)  # accuracy passes; latency runs use --threads
     t_start = time.perf_counter()
     adapter, meta = _load_mbv3(args.checkpoint)
     sn = adapter.supernet
@@ -154,7 +155,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     lut = None
     if args.lut:
         # loads the table; profiles only what is missing
-        lut = build_lut(sn, args.lut, device=args.device, threads=args.threads, stat=args.lut_stat)
+        lut = build_lut(sn, args.lut, device=args.device, threads=args.threads, stat=args.lut_stat, clock=args.clock)
     if args.predictor and Path(args.predictor).exists():
         predictor = MLPAccuracyPredictor.load(args.predictor)
         samples = []
@@ -179,7 +180,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"search: {len(limits)} limits, {len(cands)} distinct candidates in {search_s:.1f}s")
     test_data = _eval_data(args, "test", args.eval_n)
     measured = remeasure(adapter, cands, test_data, device=args.device,
-                         threads=args.threads, lut=lut)
+                         threads=args.threads, lut=lut, clock=args.clock)
     kept = keep_front(measured, dev_key)
     ck = args.checkpoint_ref or args.checkpoint
     table = write_table(kept, adapter, args.out, checkpoint=ck, normalization=Normalization((FMNIST_MEAN,), (FMNIST_STD,)),
@@ -191,7 +192,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.report:
         kept_ids = {m.spec_id for m in kept}
         report = {
-            "checkpoint": str(args.checkpoint), "device_key": dev_key, "metric": args.metric, "limits": limits,
+            "checkpoint": str(args.checkpoint), "device_key": dev_key, "clock": args.clock,
+            "load_average_end": list(os.getloadavg()), "metric": args.metric, "limits": limits,
             "evolution": _params(args).__dict__, "search_wall_s": search_s,
             "total_wall_s": time.perf_counter() - t_start, "eval_images": len(test_data.eval_labels),
             "predictor_samples": [{"id": adapter.to_spec(a).encode(), "accuracy": acc} for a, acc in samples],
@@ -312,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--official", action="store_true",
                     help="--checkpoint is an official OFA MobileNetV3 file (ofa_mbv3_d234_e346_k357_w1.0/_w1.2)")
     pr.add_argument("--resolutions", type=int, nargs="+", help="LUT resolutions (default: all of the space)")
+    pr.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: thread CPU time (1 thread only), steady on a machine shared with other jobs")
     pr.add_argument("--lut-stat", choices=["median", "min"], default="median",
                     help="per-layer statistic stored in the LUT (min is steadier on a loaded machine)")
     pr.add_argument("--lut", help="folder for the per-layer LUT (<R>_lookup_table.yaml), built/resumed")
@@ -341,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--limits", help="constraint values: 'lo:hi:n' or 'a,b,c' (ms or MFLOPs)")
     se.add_argument("--n-limits", type=int, default=12, help="sweep size when --limits is not given")
     se.add_argument("--lut", help="per-layer LUT folder for this device (built if missing)")
+    se.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: latency as thread CPU time (1 thread only; for a machine shared with other jobs)")
     se.add_argument("--lut-stat", choices=["median", "min"], default="median",
                     help="statistic for LUT entries profiled during search (match the existing table)")
     se.add_argument("--predictor", help="own accuracy predictor file: loaded if present, else trained and saved")
@@ -350,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--eval-n", type=int, default=None, help="test images for re-measurement (default all)")
     se.add_argument("--data", help="Fashion-MNIST folder (default /usr/share/datasets/fashion-mnist)")
     se.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    se.add_argument("--threads", type=int, default=1)
+    se.add_argument("--threads", type=int, default=1, help="CPU threads for latency measurement (device key)")
+    se.add_argument("--eval-threads", type=int, help="CPU threads for BN calibration and accuracy (default --threads)")
     se.add_argument("--qualifier", help="extra device-key label, e.g. the nvpmodel mode")
     se.add_argument("--ofa-predictor", help="OFA acc_predictor.pth: search the OFA ImageNet w1.2 space instead")
     se.add_argument("--ofa-lut", help="OFA-format LUT folder for --ofa-predictor mode (e.g. note10/)")

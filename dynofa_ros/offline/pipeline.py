@@ -111,7 +111,7 @@ class MBv3Adapter:
 
 def build_lut(supernet: OFAMobileNetV3Supernet, folder: str | Path, *, device: str = "cpu",
               threads: int | None = 1, warmup: int = 5, runs: int = 30, show_progress: bool = True,
-              resolutions: Sequence[int] | None = None, stat: str = "median") -> ResolutionLUT:
+              resolutions: Sequence[int] | None = None, stat: str = "median", clock: str = "wall") -> ResolutionLUT:
     """Profile every layer shape of the space on this device (uniform kernel/expand at full depth covers
     every block shape). Resumable: existing `<R>_lookup_table.yaml` entries are kept, each resolution is
     saved atomically when done."""
@@ -131,7 +131,7 @@ def build_lut(supernet: OFAMobileNetV3Supernet, folder: str | Path, *, device: s
 
     def measure(module: torch.nn.Module, x: torch.Tensor):
         module, x = module.to(device), x.to(device)
-        return measure_latency(module, x, warmup=warmup, runs=runs, threads=threads)
+        return measure_latency(module, x, warmup=warmup, runs=runs, threads=threads, clock=clock)
 
     for r, k, e in tqdm(jobs, desc=f"LUT {device_key(device, threads)}", unit="net", disable=not show_progress):
         spec = MBv3Spec(r, tuple(tuple((k, e) for _ in range(max(sp["depth"]))) for _ in range(sp["stages"])))
@@ -235,7 +235,8 @@ def run_search(adapter: MBv3Adapter, predictor: MLPAccuracyPredictor, *, metric:
 
 
 def remeasure(adapter: MBv3Adapter, archs: Sequence[SlotArch], data: EvalData, *, device: str, threads: int | None,
-              lut: ResolutionLUT | None, warmup: int = 10, runs: int = 50, show_progress: bool = True) -> list[Measured]:
+              lut: ResolutionLUT | None, warmup: int = 10, runs: int = 50, show_progress: bool = True,
+              clock: str = "wall") -> list[Measured]:
     """Real figures for each candidate: accuracy after BN recalibration, latency on the device, memory."""
     from tqdm import tqdm
 
@@ -246,7 +247,7 @@ def remeasure(adapter: MBv3Adapter, archs: Sequence[SlotArch], data: EvalData, *
         acc, bn, module = measure_accuracy(adapter.supernet, spec, data)
         x = adapter.supernet.sample_input(spec).normal_()
         module, x = module.to(device).eval(), x.to(device)
-        t = measure_latency(module, x, warmup=warmup, runs=runs, threads=threads)
+        t = measure_latency(module, x, warmup=warmup, runs=runs, threads=threads, clock=clock)
         with num_threads(threads):
             peak = peak_memory_mb(module, x)
         out.append(Measured(arch=a, spec_id=spec.encode(), accuracy=acc,
@@ -291,7 +292,8 @@ def write_table(kept: Sequence[Measured], adapter: MBv3Adapter, table_path: str 
 
 
 def lut_error(adapter: MBv3Adapter, lut: ResolutionLUT, n: int, *, device: str = "cpu", threads: int | None = 1,
-              warmup: int = 10, runs: int = 50, seed: int = 0, stat: str = "median") -> dict[str, Any]:
+              warmup: int = 10, runs: int = 50, seed: int = 0, stat: str = "median",
+              clock: str = "wall") -> dict[str, Any]:
     """LUT-predicted vs measured latency of `n` random extracted sub-networks (relative error =
     |predicted - measured| / measured); `stat` is the measured statistic, matching the LUT's."""
     rng = random.Random(seed)
@@ -302,13 +304,14 @@ def lut_error(adapter: MBv3Adapter, lut: ResolutionLUT, n: int, *, device: str =
         spec = adapter.to_spec(a)
         module = adapter.supernet.extract(spec).to(device)
         x = adapter.supernet.sample_input(spec).normal_().to(device)
-        measured = getattr(measure_latency(module, x, warmup=warmup, runs=runs, threads=threads), f"{stat}_ms")
+        measured = getattr(measure_latency(module, x, warmup=warmup, runs=runs, threads=threads, clock=clock),
+                           f"{stat}_ms")
         predicted = lut.tables[a.r].predict(adapter.layers(a))
         samples.append({"id": spec.encode(), "measured_ms": measured, "predicted_ms": predicted,
                         "rel_error": abs(predicted - measured) / measured,
                         "signed_rel_error": (predicted - measured) / measured})
     errs = sorted(s["rel_error"] for s in samples)
     signed = sorted(s["signed_rel_error"] for s in samples)
-    return {"n": n, "device_key": device_key(device, threads), "stat": stat, "median_rel_error": errs[len(errs) // 2] if n % 2 else
+    return {"n": n, "device_key": device_key(device, threads), "stat": stat, "clock": clock, "median_rel_error": errs[len(errs) // 2] if n % 2 else
             (errs[n // 2 - 1] + errs[n // 2]) / 2, "worst_rel_error": errs[-1],
             "median_signed_rel_error": signed[len(signed) // 2], "samples": samples}

@@ -65,10 +65,17 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 @torch.inference_mode()
 def measure_latency(fn: Callable[[torch.Tensor], Any], example: torch.Tensor, *, warmup: int = 10,
-                    runs: int = 50, threads: int | None = None) -> Timing:
+                    runs: int = 50, threads: int | None = None, clock: str = "wall") -> Timing:
     """Latency of fn(example) in ms. The device is that of `example`; on CUDA each run is bracketed by
-    CUDA events and synchronised."""
+    CUDA events and synchronised. clock="cpu" (CPU, one thread only) times the calling thread's CPU
+    time instead of wall time: on a machine shared with other jobs it is what the latency would be on
+    an idle core, since time spent preempted is not counted."""
     cuda = example.is_cuda
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    if clock == "cpu" and (cuda or threads != 1):
+        raise ValueError("clock='cpu' measures one CPU thread: use it with threads=1 on the CPU only")
+    now = time.thread_time if clock == "cpu" else time.perf_counter
     times: list[float] = []
     with num_threads(threads):
         for _ in range(warmup):
@@ -84,9 +91,9 @@ def measure_latency(fn: Callable[[torch.Tensor], Any], example: torch.Tensor, *,
                 end.synchronize()
                 times.append(start.elapsed_time(end))
             else:
-                t0 = time.perf_counter()
+                t0 = now()
                 fn(example)
-                times.append((time.perf_counter() - t0) * 1e3)
+                times.append((now() - t0) * 1e3)
     return Timing(median_ms=statistics.median(times), p95_ms=_percentile(times, 0.95),
                   mean_ms=statistics.fmean(times), std_ms=statistics.pstdev(times), min_ms=min(times), runs=runs)
 
