@@ -137,6 +137,7 @@ class PolicyConfig:
     thermal_gain: float = 0.05              # cap change per C of error per second
     thermal_hysteresis_c: float = 1.0       # raise the cap only this far below the set point
     thermal_min_cap: float = 0.5            # no lower than the hardware's own throttle would go
+    thermal_saves_energy: bool = True       # while a thermal cap holds, pick points by energy (heat) like saving
     saving_below_percent: float = 40.0      # battery energy-saving mode
     critical_below_percent: float = 15.0
     battery_hysteresis_percent: float = 3.0
@@ -224,6 +225,7 @@ class ResourcePolicy:
         self._freq_frac: dict[str, float] = {}       # current frequency fraction per kind
         self._freq_switch: dict[str, float] = {}
         self._now = 0.0
+        self._objective = "normal"
 
     # ------------------------------------------------------------------------------------------ inputs
 
@@ -363,6 +365,9 @@ class ResourcePolicy:
         self._update_mode()
         self._update_thermal()
         caps = self.caps()
+        thermally_limited = any(v < 1.0 - 1e-6 for k, v in self._thermal_cap.items())
+        self._objective = ("thermal" if self.mode == "normal" and thermally_limited and self.config.thermal_saves_energy
+                           else self.mode)
         subnets: dict[str, SubnetChoice] = {}
         freqs: list[FrequencyChoice] = []
         truncated = False
@@ -584,22 +589,25 @@ class ResourcePolicy:
             feas = [min(acc_ok, key=lambda i: energy[i])]
             status = f"energy: lowest {energy[feas[0]]:.2f} mJ > {t.max_energy_mj:.2f} mJ"
         # objective by mode
-        if self.mode == "normal":
+        obj = self._objective
+        if obj == "normal":
             best = max(feas, key=lambda i: (w.points[i].accuracy, -energy[i]))
             reason = "most accurate point meeting the targets"
         else:
             floor = t.min_accuracy
-            if self.mode == "saving":
+            if obj in ("saving", "thermal"):
                 floor = max(floor, max(w.points[i].accuracy for i in feas) - c.saving_accuracy_tolerance)
             pool = [i for i in feas if w.points[i].accuracy >= floor - 1e-12]
             best = min(pool, key=lambda i: (energy[i], -w.points[i].accuracy))
-            reason = f"lowest-energy point ({self.mode} mode, battery {self.platform.battery_percent:.0f}%)"
+            reason = ("lowest-energy point (thermally limited: less heat leaves headroom for the others)"
+                      if obj == "thermal" else
+                      f"lowest-energy point ({self.mode} mode, battery {self.platform.battery_percent:.0f}%)")
         if t.max_latency_ms > 0:
             reason += f", {lat[best]:.1f}/{t.max_latency_ms:.1f} ms"
         # hysteresis: stay unless the current point fails or the gain is worth a switch after the dwell
         if cur >= 0 and best != cur and not w.urgent and cur in feas:
             recent = now - w.last_switch < c.min_dwell_s
-            if self.mode == "normal":
+            if obj == "normal":
                 small = w.points[best].accuracy - w.points[cur].accuracy < c.accuracy_gain_min
             else:
                 small = energy[cur] - energy[best] < c.energy_gain_min * energy[cur]
