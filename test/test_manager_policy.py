@@ -316,3 +316,22 @@ def test_best_effort_keeps_the_frequency_cap():
     pol.add_workload("cam", make_table(), "cpu", Target(max_latency_ms=1.0), rate_hz=10)
     d = pol.decide(0.0)
     assert not d.subnets["cam"].target_met and d.frequencies[0].frequency_hz == CPU.max_hz
+
+
+def test_search_is_time_bounded_and_warm_started():
+    table = make_table()
+    pol = make_policy()
+    for k in range(4):
+        pol.add_workload(f"w{k}", table, "cpu", Target(max_latency_ms=40.0, priority=k), rate_hz=1)
+    first = pol.decide(0.0)
+    assert not first.truncated and all(c.point.id == "p5" for c in first.subnets.values())
+    pol.config.time_budget_ms = 0.0
+    for k in range(4):
+        pol.set_target(f"w{k}", Target(max_latency_ms=5.0, priority=k))
+    d = pol.decide(1.0)
+    assert d.truncated
+    assert d.subnets["w3"].point.id != "p5"          # the highest priority is re-decided first
+    kept = [n for n, c in d.subnets.items() if c.reason.startswith("kept (decision time budget")]
+    assert kept and all(d.subnets[n].point.id == "p5" for n in kept)   # the rest stay where they were
+    pol.config.time_budget_ms = 5.0
+    assert all(c.target_met for c in pol.decide(2.0).subnets.values())
