@@ -335,3 +335,22 @@ def test_search_is_time_bounded_and_warm_started():
     assert kept and all(d.subnets[n].point.id == "p5" for n in kept)   # the rest stay where they were
     pol.config.time_budget_ms = 5.0
     assert all(c.target_met for c in pol.decide(2.0).subnets.values())
+
+
+def test_memory_pressure_on_the_machine_shrinks_what_stays_materialised():
+    table = make_table()
+    pol = make_policy()
+    pol.add_workload("a", table, "cpu", Target(), rate_hz=1)
+    pol.update_platform(PlatformState(memory_used_mb=1000.0, memory_total_mb=8000.0))
+    d = pol.decide(0.0)
+    assert len(d.materialised["a"]) == len(table.points)          # plenty free: everything resident
+    # the machine fills up: only 4 MB beyond the reserve remain on top of what we hold (27 MB)
+    pol.update_platform(PlatformState(memory_used_mb=8000.0 - 256.0 - 4.0, memory_total_mb=8000.0))
+    d = pol.decide(1.0)
+    held = sum(table.point(i).memory_mb for i in d.materialised["a"])
+    assert held <= 27.0 + 4.0
+    # 10 MB into the reserve: give back at least 10 MB
+    pol.update_platform(PlatformState(memory_used_mb=8000.0 - 256.0 + 10.0, memory_total_mb=8000.0))
+    d = pol.decide(2.0)
+    assert sum(table.point(i).memory_mb for i in d.materialised["a"]) <= held - 10.0
+    assert d.subnets["a"].point.id == d.materialised["a"][0]

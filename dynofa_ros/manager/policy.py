@@ -144,6 +144,7 @@ class PolicyConfig:
     saving_accuracy_tolerance: float = 0.02  # saving mode gives up at most this much accuracy for energy
     critical_frequency_cap: float = 0.7
     memory_budget_mb: float = 0.0           # 0 = unlimited: materialised points of all workloads together
+    memory_reserve_mb: float = 256.0        # keep this much of the machine's memory free (PlatformLoad)
     time_budget_ms: float = 5.0             # the search returns its best so far after this
     frequency_applied: bool = True          # False (dry run): hardware stays at max, feedback knows it
 
@@ -226,6 +227,7 @@ class ResourcePolicy:
         self._freq_switch: dict[str, float] = {}
         self._now = 0.0
         self._objective = "normal"
+        self._mem_budget = math.inf
 
     # ------------------------------------------------------------------------------------------ inputs
 
@@ -371,7 +373,8 @@ class ResourcePolicy:
         subnets: dict[str, SubnetChoice] = {}
         freqs: list[FrequencyChoice] = []
         truncated = False
-        mem_left = self.config.memory_budget_mb if self.config.memory_budget_mb > 0 else math.inf
+        self._mem_budget = self._memory_budget()
+        mem_left = self._mem_budget
         order = sorted(self._workloads.values(), key=lambda w: (-w.target.priority, w.name))
         mem_min = {w.name: min(p.memory_mb for p in w.points) for w in order}
         # memory is shared by all processors: reserve the smallest point of every workload not yet placed
@@ -615,10 +618,20 @@ class ResourcePolicy:
                 return cur, "kept (hysteresis: " + ("dwell time" if recent else "gain too small") + ")", status
         return best, reason, status
 
+    def _memory_budget(self) -> float:
+        """The configured budget, shrunk when the machine runs short of memory: what we hold now plus what
+        is still available beyond `memory_reserve_mb` (AdaInfer's memory layer reacting to the platform)."""
+        c, st = self.config, self.platform
+        budget = c.memory_budget_mb if c.memory_budget_mb > 0 else math.inf
+        if math.isfinite(st.memory_used_mb) and math.isfinite(st.memory_total_mb) and st.memory_total_mb > 0:
+            held = sum(p.memory_mb for w in self._workloads.values() for p in w.points if p.id in w.materialised)
+            budget = min(budget, max(0.0, held + st.memory_total_mb - st.memory_used_mb - c.memory_reserve_mb))
+        return budget
+
     def _materialise(self, order: list[_Workload], subnets: dict[str, SubnetChoice]) -> dict[str, list[str]]:
         """Chosen points always; then, by priority, the neighbours most likely next (one faster, one more
         accurate), then the rest, while the memory budget lasts."""
-        budget = self.config.memory_budget_mb if self.config.memory_budget_mb > 0 else math.inf
+        budget = self._mem_budget
         keep = {w.name: [subnets[w.name].point.id] for w in order if w.name in subnets}
         used = sum(subnets[n].point.memory_mb for n in subnets)
         for w in order:
