@@ -62,6 +62,8 @@ class ResourceManagerNode(Node):
                                  "then assumes the hardware stays at its maximum frequency"))
         p("memory_budget_mb", 0.0, _desc("resident memory for materialised sub-networks of all workloads "
                                          "together, MiB; 0 = unlimited"))
+        p("memory_reserve_mb", 256.0, _desc("keep this much of the machine's memory free (from platform_load): "
+                                            "the materialised set shrinks when the machine runs short", read_only=True))
         p("control_rate_hz", 10.0, _desc("control-loop rate (decisions are also made on every input)",
                                          read_only=True))
         p("refresh_period_s", 2.0, _desc("re-publish unchanged decisions this often", read_only=True))
@@ -85,7 +87,8 @@ class ResourceManagerNode(Node):
         gp = lambda n: self.get_parameter(n).value  # noqa: E731
         profile = load_profile(gp("device_profile"))
         self.dry_run = bool(gp("dry_run"))
-        cfg = PolicyConfig(memory_budget_mb=float(gp("memory_budget_mb")), min_dwell_s=float(gp("min_dwell_s")),
+        cfg = PolicyConfig(memory_budget_mb=float(gp("memory_budget_mb")),
+                           memory_reserve_mb=float(gp("memory_reserve_mb")), min_dwell_s=float(gp("min_dwell_s")),
                            up_margin=float(gp("up_margin")), time_budget_ms=float(gp("time_budget_ms")),
                            frequency_applied=not self.dry_run, throttle_c=profile.thermal.throttle_c,
                            latency_stat=str(gp("latency_stat")))
