@@ -282,6 +282,10 @@ def test_unknown_workload_and_target_validation():
     assert Target.from_fields(math.nan, 0.0, math.nan, 2) == Target(0.0, 0.0, 0.0, 2)
     with pytest.raises(ValueError, match="not measured on 'cuda'"):
         pol.add_workload("gpu_cam", make_table(), "cuda")
+    # a GPU workload on a CPU-only profile: points are chosen, no GPU frequency is ever decided
+    pol.add_workload("gpu_cam", make_table(device="cuda"), "cuda", Target(max_latency_ms=5.0))
+    d = pol.decide(0.0)
+    assert d.subnets["gpu_cam"].target_met and [f.domain for f in d.frequencies] == ["cpu0"]
 
 
 def test_decision_time_four_workloads_twenty_points():

@@ -72,6 +72,7 @@ class FrequencyDomain:
     dynamic_w: float = 2.0          # dynamic power at max frequency, fully busy
     exponent: float = 2.4           # P_dyn ~ f * V^2 with V rising with f
     cores: int = 1
+    fixed: bool = False             # no DVFS here (profile lacks the processor): never in a decision
 
     @property
     def max_hz(self) -> int:
@@ -238,7 +239,9 @@ class ResourcePolicy:
                              f"{list(table.devices)}")
         kind = processor_kind(device_key)
         if not any(d.kind == kind for d in self.domains):
-            raise ValueError(f"workload {name!r} runs on {kind} but no {kind} frequency domain is configured")
+            # e.g. a CUDA workload on a desktop profile: choose points, leave its clock alone
+            self.domains.append(FrequencyDomain(f"{kind}_fixed", kind, (1,), compute_bound=0.0, static_w=0.0,
+                                                dynamic_w=1.0, fixed=True))
         pts = sorted(table.points, key=lambda p: (p.latency(device_key, self.config.latency_stat), -p.accuracy))
         self._workloads[name] = _Workload(
             name=name, device_key=device_key, kind=kind, points=pts,
@@ -388,7 +391,7 @@ class ResourcePolicy:
             if not group:
                 self._freq_frac[kind] = rep.levels_hz[0] / rep.max_hz
                 freqs += [FrequencyChoice(d.name, d.levels_hz[0], "userspace", "no workload on this processor")
-                          for d in doms]
+                          for d in doms if not d.fixed]
                 continue
             choice, frac, freason, tr = self._decide_kind(kind, group, rep, caps[kind], now, deadline,
                                                           mem_left, reserve, mem_min)
@@ -398,7 +401,8 @@ class ResourcePolicy:
                 subnets[w.name] = c
                 mem_left -= c.point.memory_mb
                 reserve -= mem_min[w.name]
-            freqs += [FrequencyChoice(d.name, d.level_at_or_above(frac), "userspace", freason) for d in doms]
+            freqs += [FrequencyChoice(d.name, d.level_at_or_above(frac), "userspace", freason) for d in doms
+                      if not d.fixed]
         materialised = self._materialise(order, subnets)
         return PolicyDecision(subnets=subnets, frequencies=freqs, mode=self.mode, caps=caps,
                               materialised=materialised, search_ms=(time.perf_counter() - t0) * 1000.0,
