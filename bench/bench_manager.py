@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO)) if str(REPO) not in sys.path else None
+if str(REPO) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(REPO))
 
 from dynofa_ros.manager.policy import (PlatformState, PolicyConfig, ResourcePolicy, Target,  # noqa: E402
                                        WorkloadFeedback, latency_scale)
