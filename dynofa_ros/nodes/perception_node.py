@@ -157,7 +157,7 @@ class PerceptionNode(Node):
         self._accept(msg.header, lambda: compressed_to_array(msg))
 
     def _accept(self, header: Header, decode) -> None:
-        now = time.monotonic()
+        now = time.monotonic()  # node latency counts from here, decoding included
         self.input_rate.tick(now)
         with self.counts_lock:
             self.counts['received'] += 1
@@ -220,6 +220,7 @@ class PerceptionNode(Node):
                               class_ids=result.class_ids, scores=result.scores, labels=result.labels,
                               preprocess_ms=result.preprocess_ms, inference_ms=result.inference_ms,
                               postprocess_ms=result.postprocess_ms)
+        msg.node_latency_ms = (time.monotonic() - frame.received) * 1e3
         self.result_pub.publish(msg)
         self.output_rate.tick()
         with self.counts_lock:
