@@ -106,3 +106,13 @@ def test_search_table_bn_and_plot(tiny, tmp_path):
     png = tmp_path / "front.png"
     assert main(["plot", str(out), "--out", str(png), "--report", str(rep)]) == 0
     assert png.stat().st_size > 1000
+
+
+def test_cpu_clock_only_for_one_cpu_thread():
+    from dynofa_ros.offline.profiler import measure_latency
+
+    m, x = torch.nn.Conv2d(4, 4, 3), torch.randn(1, 4, 16, 16)
+    t = measure_latency(m, x, warmup=1, runs=5, threads=1, clock="cpu")
+    assert 0 < t.min_ms <= t.median_ms <= t.p95_ms
+    with pytest.raises(ValueError, match="threads=1"):
+        measure_latency(m, x, runs=2, threads=2, clock="cpu")
