@@ -17,6 +17,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
@@ -121,7 +122,8 @@ class PerceptionNode(Node):
         self.create_subscription(SubnetDecision, 'subnet_decision', self._on_decision, 10)
         self.create_subscription(PerformanceTarget, 'performance_target', self._on_target, 10)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.create_timer(1.0 / status_rate, self._publish_status)
+        # Steady clock: health keeps being reported while a replayed bag pauses (stamps use ROS time).
+        self.create_timer(1.0 / status_rate, self._publish_status, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
         self.slot: LatestFrameSlot[Frame] = LatestFrameSlot()
         self.worker = InferenceWorker(self.slot, self._serve, self._on_serve_error)
