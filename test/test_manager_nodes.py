@@ -8,30 +8,10 @@ import time
 
 import pytest
 
-from conftest import Probe
-from nodeproc import Procs
 from test_manager_policy import make_table
 from test_platform_sysfs import make_agx_orin, make_xavier_nx
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture
-def procs(request, tmp_path):
-    pytest.importorskip("rclpy")
-    ps = Procs(tmp_path / "logs")
-    yield ps
-    ps.stop_all()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print(ps.dump())
-
-
-@pytest.fixture
-def probe(procs):
-    p = Probe(procs.domain_id)
-    yield p
-    p.close()
 
 
 def _latest(probe, topic, pred=lambda m: True):
@@ -50,7 +30,7 @@ def _set_params(probe, node: str, values: dict, timeout: float = 10.0):
     return fut.result().results[0]
 
 
-def test_resource_manager_node_retargets_by_topic_and_parameter(procs, probe, tmp_path):
+def test_resource_manager_node_retargets_by_topic_and_parameter(ros_graph, probe, tmp_path):
     from diagnostic_msgs.msg import DiagnosticArray
     from dynofa_ros.msg import FrequencyDecision, PerformanceTarget, PlatformLoad, SubnetDecision
     from dynofa_ros.operating_points import save_table
@@ -61,7 +41,7 @@ def test_resource_manager_node_retargets_by_topic_and_parameter(procs, probe, tm
         probe.subscribe(m, t)
     targets = probe.publisher(PerformanceTarget, "performance_target")
     loads = probe.publisher(PlatformLoad, "platform_load")
-    proc = procs.start("resource_manager_node", {
+    proc = ros_graph.start("resource_manager_node", parameters={
         "operating_points": str(table), "workloads": ["cam", "aux"], "cam.max_latency_ms": 18.0,
         "cam.priority": 2, "aux.rate_hz": 1.0, "device_profile": "jetson_xavier_nx", "refresh_period_s": 0.5,
         "min_dwell_s": 0.2})
@@ -98,18 +78,18 @@ def test_resource_manager_node_retargets_by_topic_and_parameter(procs, probe, tm
     diags = probe.wait_for(lambda: [s for a in probe.received("/diagnostics") for s in a.status
                                     if s.name == "dynofa_ros: workload cam"], 5, "diagnostics")
     assert any(kv.key == "subnet_id" for kv in diags[-1].values)
-    assert proc.poll() is None
-    assert "unknown workload 'ghost'" in procs.log("resource_manager_node")
+    assert proc.running()
+    assert "unknown workload 'ghost'" in proc.output()
 
 
-def test_platform_monitor_node_simulated(procs, probe):
+def test_platform_monitor_node_simulated(ros_graph, probe):
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import BatteryState, Temperature
     from dynofa_ros.msg import PlatformLoad
     for t, m in (("battery_state", BatteryState), ("temperature", Temperature), ("platform_load", PlatformLoad),
                  ("/diagnostics", DiagnosticArray)):
         probe.subscribe(m, t)
-    procs.start("platform_monitor_node", {"simulated": True, "device_profile": "jetson_xavier_nx",
+    ros_graph.start("platform_monitor_node", parameters={"simulated": True, "device_profile": "jetson_xavier_nx",
                                           "rate_hz": 10.0, "battery_percent": 35.0, "background_cpu_load": 0.5})
     probe.wait_for(lambda: len(probe.received("platform_load")) >= 3, 30, "platform load")
     load = probe.received("platform_load")[-1]
@@ -122,13 +102,13 @@ def test_platform_monitor_node_simulated(procs, probe):
     assert "modelled" in d.message
 
 
-def test_platform_monitor_node_reads_fake_orin_sysfs(procs, probe, tmp_path):
+def test_platform_monitor_node_reads_fake_orin_sysfs(ros_graph, probe, tmp_path):
     from sensor_msgs.msg import BatteryState, Temperature
     from dynofa_ros.msg import PlatformLoad
     root = make_agx_orin(tmp_path / "orin")
     for t, m in (("battery_state", BatteryState), ("temperature", Temperature), ("platform_load", PlatformLoad)):
         probe.subscribe(m, t)
-    procs.start("platform_monitor_node", {"sysfs_root": str(root), "rate_hz": 10.0})
+    ros_graph.start("platform_monitor_node", parameters={"sysfs_root": str(root), "rate_hz": 10.0})
     probe.wait_for(lambda: probe.received("battery_state") and probe.received("platform_load"), 30, "readings")
     assert probe.received("battery_state")[-1].percentage == pytest.approx(0.63)
     temps = {m.header.frame_id: m.temperature for m in probe.received("temperature")}
@@ -137,13 +117,13 @@ def test_platform_monitor_node_reads_fake_orin_sysfs(procs, probe, tmp_path):
     assert not load.modelled and load.gpu_percent == pytest.approx(25.0)
 
 
-def test_frequency_actuator_node_applies_and_restores(procs, probe, tmp_path):
+def test_frequency_actuator_node_applies_and_restores(ros_graph, probe, tmp_path):
     from dynofa_ros.msg import DomainFrequency, FrequencyDecision
     root = make_xavier_nx(tmp_path / "nx")
     pol0 = root / "sys/devices/system/cpu/cpufreq/policy0"
     gpu = root / "sys/devices/17000000.gv11b/devfreq/17000000.gv11b"
     pub = probe.publisher(FrequencyDecision, "frequency_decision")
-    proc = procs.start("frequency_actuator_node", {"backend": "sysfs", "sysfs_root": str(root), "dry_run": False})
+    proc = ros_graph.start("frequency_actuator_node", parameters={"backend": "sysfs", "sysfs_root": str(root), "dry_run": False})
     probe.wait_for(lambda: pub.get_subscription_count() > 0, 30, "the actuator to subscribe")
     dry = FrequencyDecision(domains=[DomainFrequency(domain="cpu0", frequency_hz=115_200_000)], dry_run=True)
     pub.publish(dry)
@@ -153,8 +133,8 @@ def test_frequency_actuator_node_applies_and_restores(procs, probe, tmp_path):
     probe.wait_for(lambda: (pol0 / "scaling_setspeed").read_text().strip() == "1036800", 5, "cpu0 setspeed")
     assert (pol0 / "scaling_governor").read_text().strip() == "userspace"
     assert (gpu / "max_freq").read_text().strip() == "306000000"
-    assert procs.stop(proc) == 0
+    assert proc.stop() == 0
     assert (pol0 / "scaling_governor").read_text().strip() == "schedutil"
     assert (gpu / "max_freq").read_text().strip() == "1109250000"
     assert (gpu / "min_freq").read_text().strip() == "114750000"
-    assert "restore" in procs.log("frequency_actuator_node")
+    assert "restore" in proc.log_path.read_text()
