@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dynofa_ros.supernet import SpecError
-from dynofa_ros.supernet.elastic_vit import ElasticViTSupernet, ViTSpec, fmnist_vit_config
+from dynofa_ros.supernet.elastic_vit import ElasticViTSupernet, fmnist_vit_config
 from dynofa_ros.supernet.ofa_mbv3 import MBv3Spec, OFAMobileNetV3Supernet, fmnist_mbv3_config
 
 torch.set_num_threads(1)
