@@ -42,12 +42,12 @@ def main() -> int:
     parser.add_argument('--table', default=str(REPO / 'config' / 'operating_points' / 'fmnist_ofa_mbv3.yaml'))
     args = parser.parse_args()
     table = load_table(args.table)
-    fastest = table.by_latency('cpu')[0]
+    fastest = table.by_latency('cpu', 'p95')[0]  # the manager judges targets on p95 latency
     accurate = max(table.points, key=lambda p: p.accuracy)
     width = max(len(point.id) for point in table.points)
     print(f'operating points ({args.table}):')
-    for point in table.by_latency('cpu'):
-        print(f'  {point.id:<{width}} top-1 {point.accuracy:.3f}  {point.latency("cpu"):6.2f} ms  '
+    for point in table.by_latency('cpu', 'p95'):
+        print(f'  {point.id:<{width}} top-1 {point.accuracy:.3f}  p95 {point.latency("cpu", "p95"):6.2f} ms  '
               f'{point.memory_mb:5.2f} MiB')
 
     with ros_graph() as graph:
@@ -87,7 +87,7 @@ def main() -> int:
             print('no status from the perception node; logs:\n' + graph.dump_logs())
             return 1
 
-        steps = scenario(fastest.latency('cpu'), accurate.latency('cpu'), args.duration)
+        steps = scenario(fastest.latency('cpu', 'p95'), accurate.latency('cpu', 'p95'), args.duration)
         events: list[tuple[float, str]] = []
         load = 0.0
         start = time.monotonic()
