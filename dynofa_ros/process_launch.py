@@ -2,11 +2,13 @@
 
 Tests and the demo use this where `ros2 launch` is not installed (PyPI ROS). It starts the same
 executables `ros2 run dynofa_ros <node>` would, passes parameters through a params file, and always
-cleans the processes up (SIGINT, then SIGKILL of the whole process group).
+cleans the processes up (SIGINT, then SIGKILL of the whole process group; and SIGINT from the kernel
+when the launching process dies without cleaning up).
 """
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -17,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+
+# A runner killed outright (timeout, SIGKILL) runs no cleanup; the kernel then sends the nodes SIGINT.
+_DIE_WITH_PARENT = ['setpriv', '--pdeathsig', 'INT', '--'] if shutil.which('setpriv') else []
 
 
 def isolated_ros_env(domain_id: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -55,7 +61,7 @@ class NodeProcess:
                  remappings: Mapping[str, str] | None = None) -> None:
         self.name = name or executable
         self.log_path = log_dir / f'{self.name}.log'
-        args = [str(node_executable(executable)), '--ros-args']
+        args = [*_DIE_WITH_PARENT, str(node_executable(executable)), '--ros-args']
         if name:
             args += ['-r', f'__node:={name}']
         if parameters:
