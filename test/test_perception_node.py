@@ -222,3 +222,16 @@ def test_camera_faster_than_the_model_keeps_latency_bounded_and_counts_drops(ros
     # A queue would make the age grow without bound; keep-latest keeps it near one model run.
     assert max(ages[-10:]) < 2.0, f'result age grew to {max(ages[-10:]):.2f} s'
     assert status.latency_p95_ms < 1000
+
+
+def test_broken_checkpoint_or_table_fails_with_a_clear_error(ros_graph, tmp_path):
+    broken = tmp_path / 'broken.pt'
+    broken.write_bytes(b'not a checkpoint')
+    bad_table = tmp_path / 'table.yaml'
+    bad_table.write_text('version: 7\npoints: []\n')
+    by_checkpoint = _start_node(ros_graph, 'perception_bad_checkpoint', checkpoint=str(broken))
+    by_table = _start_node(ros_graph, 'perception_bad_table', operating_points=str(bad_table))
+    for node, expected in ((by_checkpoint, 'not a readable torch checkpoint'), (by_table, 'missing field')):
+        assert node.process.wait(60) == 1
+        log = node.output()
+        assert 'cannot start' in log and expected in log and 'Traceback' not in log, log

@@ -225,8 +225,12 @@ class SubnetPool:
     @classmethod
     def from_table(cls, table_path: str | os.PathLike, device: str | torch.device = "auto",
                    memory_budget_mb: float | None = None, initial: str | None = None,
-                   variants: tuple[str, ...] | None = None, warmup: bool = True) -> "SubnetPool":
+                   variants: tuple[str, ...] | None = None, warmup: bool = True,
+                   checkpoint: str | os.PathLike | None = None) -> "SubnetPool":
         """Pool over a table's points (checkpoint and BN files resolved as the table schema says).
+
+        ``checkpoint`` replaces the table's supernet checkpoint (e.g. the same supernet fine-tuned);
+        it must match the table's family and sub-network ids.
 
         ``variants`` restricts which graph variants are materialised (e.g. skip ``compiled`` on a
         machine without a compiler); points whose id carries ``@variant`` use the base id's spec.
@@ -235,7 +239,8 @@ class SubnetPool:
         from ..supernet.checkpoint import load_supernet
 
         table = load_table(table_path)
-        supernet, _ = load_supernet(resolve_checkpoint(table_path, table), family=table.supernet.family)
+        supernet, _ = load_supernet(checkpoint or resolve_checkpoint(table_path, table),
+                                    family=table.supernet.family)
         points = []
         for p in table.points:
             if variants is not None and p.graph_variant not in variants:

@@ -61,11 +61,14 @@ class Target:
 class PerceptionNode(Node):
     def __init__(self) -> None:
         super().__init__('perception_node')
+        self.slot: LatestFrameSlot[Frame] = LatestFrameSlot()
+        self.worker = InferenceWorker(self.slot, self._serve, self._on_serve_error)  # started when ready
         p = self._declare
         self.workload = p('workload', 'default', 'Workload name; SubnetDecision/PerformanceTarget for '
                           'other workloads are ignored.')
         table_path = p('operating_points', '', 'Operating-point table (YAML). Empty: the shipped '
                        'Fashion-MNIST table.') or default_table_path()
+        checkpoint = p('checkpoint', '', "Supernet checkpoint replacing the table's (empty: the table's).")
         device = p('device', 'cpu', "Torch device: cpu, cuda or cuda:N.")
         threads = p('threads', 0, 'Torch intra-op threads (0: torch default).')
         initial = p('initial_subnet', '', 'Sub-network id to start with (empty: the most accurate).')
@@ -86,7 +89,7 @@ class PerceptionNode(Node):
             import torch
             torch.set_num_threads(threads)
         self.table: OperatingPointTable = load_table(table_path)
-        self.model = build_model(table_path, device, memory_budget)
+        self.model = build_model(table_path, device, memory_budget, checkpoint)
         if initial:
             self.model.switch(initial)
         elif self.table.points:
@@ -125,8 +128,6 @@ class PerceptionNode(Node):
         # Steady clock: health keeps being reported while a replayed bag pauses (stamps use ROS time).
         self.create_timer(1.0 / status_rate, self._publish_status, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
-        self.slot: LatestFrameSlot[Frame] = LatestFrameSlot()
-        self.worker = InferenceWorker(self.slot, self._serve, self._on_serve_error)
         self.worker.start()
         self.get_logger().info(f"workload '{self.workload}': {len(self.table.points)} operating points "
                                f"from {table_path}, active {self.model.active_subnet_id()} on {device}")
@@ -146,8 +147,8 @@ class PerceptionNode(Node):
                 if param.value < 1:
                     return SetParametersResult(successful=False, reason='top_k must be >= 1')
                 self.classifier.top_k = param.value
-            elif param.name in ('workload', 'operating_points', 'device', 'transport', 'qos_reliability',
-                                'qos_depth', 'memory_budget_mb', 'threads'):
+            elif param.name in ('workload', 'operating_points', 'checkpoint', 'device', 'transport',
+                                'qos_reliability', 'qos_depth', 'memory_budget_mb', 'threads'):
                 return SetParametersResult(successful=False, reason=f'{param.name} is read-only at run time')
         return SetParametersResult(successful=True)
 
@@ -286,10 +287,10 @@ class PerceptionNode(Node):
         super().destroy_node()
 
 
-def build_model(table_path: str, device: str, memory_budget_mb: float):
+def build_model(table_path: str, device: str, memory_budget_mb: float, checkpoint: str):
     """The engine's sub-network pool for a table (imported here so the node module stays light)."""
     from dynofa_ros.engine.pool import SubnetPool
-    return SubnetPool.from_table(table_path, device=device,
+    return SubnetPool.from_table(table_path, device=device, checkpoint=checkpoint or None,
                                  memory_budget_mb=memory_budget_mb if memory_budget_mb > 0 else None)
 
 
@@ -313,7 +314,12 @@ def draw_overlay(frame: Frame, result: Classification) -> Image:
 
 def main(args=None) -> None:
     rclpy.init(args=args)
-    node = PerceptionNode()
+    try:
+        node = PerceptionNode()
+    except (ValueError, KeyError, OSError) as exc:  # broken table, checkpoint, BN file or parameter
+        rclpy.logging.get_logger('perception_node').fatal(f'cannot start: {type(exc).__name__}: {exc}')
+        rclpy.try_shutdown()
+        raise SystemExit(1) from None
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):

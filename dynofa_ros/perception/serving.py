@@ -58,7 +58,8 @@ class InferenceWorker(Generic[Frame]):
     def stop(self, timeout: float = 5.0) -> None:
         self._running = False
         self._slot.close()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         while self._running:
