@@ -177,7 +177,13 @@ def cmd_search(args: argparse.Namespace) -> int:
                             on_skip=lambda lim, msg: print(f"skip limit {lim:g}: {msg}"))
     search_s = time.perf_counter() - t0
     cands = unique_candidates(results, key=lambda a: a)
-    print(f"search: {len(limits)} limits, {len(cands)} distinct candidates in {search_s:.1f}s")
+    # the space's extremes are always re-measured too, so the kept front spans the whole trade-off even
+    # where the predictor (fitted on few samples) misranks near the ends
+    for anchor in (adapter.from_spec(sn.smallest()), adapter.from_spec(sn.largest())):
+        if anchor not in cands:
+            cands.append(anchor)
+    print(f"search: {len(limits)} limits, {len(cands)} distinct candidates (with the smallest and largest) "
+          f"in {search_s:.1f}s")
     test_data = _eval_data(args, "test", args.eval_n)
     measured = remeasure(adapter, cands, test_data, device=args.device,
                          threads=args.threads, lut=lut, clock=args.clock)

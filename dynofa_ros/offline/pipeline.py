@@ -267,7 +267,8 @@ def keep_front(measured: Sequence[Measured], dev_key: str) -> list[Measured]:
 def write_table(kept: Sequence[Measured], adapter: MBv3Adapter, table_path: str | Path, *, checkpoint: str,
                 normalization: Normalization, labels: Sequence[str] | None, dev_key: str,
                 calibration: dict[str, Any]) -> OperatingPointTable:
-    """BN statistics under `<table dir>/bn/<table name>/` and the operating-point table itself."""
+    """BN statistics under `<table dir>/bn/<table name>/` (that folder is the table's: statistics of
+    points a previous run kept are removed) and the operating-point table itself."""
     table_path = Path(table_path)
     bn_dir = Path("bn") / table_path.stem
     points = []
@@ -288,6 +289,11 @@ def write_table(kept: Sequence[Measured], adapter: MBv3Adapter, table_path: str 
                               labels=tuple(labels) if labels else None),
         devices=(dev_key,), points=tuple(points))
     save_table(table, table_path)
+    # the bn/<table name>/ folder belongs to this table: drop statistics of points no longer kept
+    keep = {bn_stats_filename(m.spec_id) for m in kept}
+    for stale in (table_path.parent / bn_dir).glob("*.pt"):
+        if stale.name not in keep:
+            stale.unlink()
     return table
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from dynofa_ros.offline.search import pareto_front
 from dynofa_ros.operating_points import OperatingPointTable
 
 
@@ -18,7 +19,7 @@ class PlotPoint:
 def plot_front(table: OperatingPointTable, device: str, out: str | Path, *, title: str | None = None,
                candidates: Sequence[PlotPoint] = (), baselines: Sequence[PlotPoint] = (),
                baseline_note: str = "") -> Path:
-    """Kept points as a labelled step line (L0 = fastest), re-measured but dominated candidates in grey,
+    """Kept points labelled (L0 = fastest), re-measured but dominated candidates in grey,
     baselines as separate markers. Accuracy in percent."""
     import matplotlib
 
@@ -32,7 +33,15 @@ def plot_front(table: OperatingPointTable, device: str, out: str | Path, *, titl
                    color="0.7", label="re-measured candidates", zorder=1)
     xs = [p.latency(device) for p in pts]
     ys = [100 * p.accuracy for p in pts]
-    ax.plot(xs, ys, "-o", color="tab:blue", label=f"kept sub-networks ({len(pts)})", zorder=3)
+    # kept points are non-dominated over (latency, accuracy, memory); the line joins those that are also
+    # non-dominated in this plot's two dimensions, the others are kept for their smaller memory
+    front2d = pareto_front(list(range(len(pts))), lambda i: (xs[i], ys[i]), senses=("min", "max"))
+    mem_only = [i for i in range(len(pts)) if i not in front2d]
+    ax.plot([xs[i] for i in front2d], [ys[i] for i in front2d], "-o", color="tab:blue",
+            label=f"kept sub-networks ({len(pts)})", zorder=3)
+    if mem_only:
+        ax.scatter([xs[i] for i in mem_only], [ys[i] for i in mem_only], s=40, facecolors="none",
+                   edgecolors="tab:blue", zorder=3, label="kept for lower memory")
     for i, (p, x, y) in enumerate(zip(pts, xs, ys)):
         ax.annotate(f"L{i} r{p.resolution}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
     markers = "s^DvP*"
