@@ -113,3 +113,19 @@ def test_latency_window_and_rate_meter():
         meter.tick(now=10.0 + i * 0.1)
     assert meter.rate_hz(now=11.9) == pytest.approx(10.0)
     assert meter.rate_hz(now=20.0) == 0.0
+
+
+def test_fast_and_fallback_preprocessing_agree():
+    import dynofa_ros.perception.preprocess as preprocess
+    if preprocess.cv2 is None:
+        pytest.skip('OpenCV not installed: only the torch path exists')
+    image = np.kron(RGB, np.ones((40, 40, 1), np.uint8))  # 200x280 blocks: well-defined area averages
+    pre = Preprocessor([0.286], [0.353], in_channels=1)
+    fast = pre(image, 28)
+    preprocess.cv2, saved = None, preprocess.cv2
+    try:
+        fallback = pre(image, 28)
+    finally:
+        preprocess.cv2 = saved
+    assert fast.shape == fallback.shape == (1, 1, 28, 28)
+    assert (fast - fallback).abs().mean() < 0.05  # same image up to filter differences

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from dynofa_ros.perception.image_codec import (SUPPORTED_ENCODINGS, ImageDecodeError, decode_compressed,
-                                               decode_raw)
+from dynofa_ros.perception.image_codec import (SUPPORTED_ENCODINGS, ImageDecodeError, check_raw,
+                                               decode_compressed, decode_raw)
 
 try:
     from cv_bridge import CvBridge, CvBridgeError
@@ -25,6 +25,11 @@ def image_to_array(msg: Image) -> np.ndarray:
         except CvBridgeError as exc:
             raise ImageDecodeError(str(exc)) from exc
     return decode_raw(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
+
+
+def check_image(msg: Image) -> None:
+    """O(1) checks of the fields (no pixel copy), so the receiving callback can reject bad frames."""
+    check_raw(msg.encoding, msg.height, msg.width, msg.step, len(msg.data))
 
 
 def compressed_to_array(msg: CompressedImage) -> np.ndarray:

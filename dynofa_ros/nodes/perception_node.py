@@ -11,6 +11,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from dynofa_ros.msg import InferenceResult, PerformanceTarget, SubnetDecision, WorkloadStatus
-from dynofa_ros.nodes.image_conversion import array_to_image, compressed_to_array, image_to_array
+from dynofa_ros.nodes.image_conversion import array_to_image, check_image, compressed_to_array, image_to_array
 from dynofa_ros.operating_points import OperatingPointTable, load_table
 from dynofa_ros.perception.classifier import Classification, Classifier
 from dynofa_ros.perception.image_codec import ImageDecodeError
@@ -48,7 +49,7 @@ def default_table_path() -> str:
 @dataclass
 class Frame:
     header: Header
-    pixels: np.ndarray
+    decode: Callable[[], np.ndarray]  # run by the inference thread: dropped frames are never decoded
     received: float  # steady clock
 
 
@@ -152,26 +153,30 @@ class PerceptionNode(Node):
                 return SetParametersResult(successful=False, reason=f'{param.name} is read-only at run time')
         return SetParametersResult(successful=True)
 
-    # ---- inputs (executor thread: decode and hand over, never run the model) -------------------
+    # ---- inputs (executor thread: check and hand over; never decode or run the model) ----------
     def _on_image(self, msg: Image) -> None:
-        self._accept(msg.header, lambda: image_to_array(msg))
+        self._accept(msg.header, lambda: image_to_array(msg), lambda: check_image(msg))
 
     def _on_compressed(self, msg: CompressedImage) -> None:
-        self._accept(msg.header, lambda: compressed_to_array(msg))
+        self._accept(msg.header, lambda: compressed_to_array(msg), lambda: None)
 
-    def _accept(self, header: Header, decode) -> None:
-        now = time.monotonic()  # node latency counts from here, decoding included
+    def _accept(self, header: Header, decode: Callable[[], np.ndarray], check: Callable[[], None]) -> None:
+        """Cheap checks here; decoding happens on the inference thread, only for frames it serves."""
+        now = time.monotonic()  # node latency counts from here
         self.input_rate.tick(now)
         with self.counts_lock:
             self.counts['received'] += 1
         try:
-            pixels = decode()
+            check()
         except ImageDecodeError as exc:
-            self._reject('rejected', f'bad image: {exc}', str(exc).split(' ', 1)[0])
+            self._reject_image(exc)
             return
-        if self.slot.put(Frame(header, pixels, now)):
+        if self.slot.put(Frame(header, decode, now)):
             with self.counts_lock:
                 self.counts['dropped'] += 1
+
+    def _reject_image(self, exc: ImageDecodeError) -> None:
+        self._reject('rejected', f'bad image: {exc}', str(exc).split(' ', 1)[0])
 
     def _reject(self, counter: str, problem: str, kind: str) -> None:
         """Count the problem; warn at most once per WARN_PERIOD_S for each kind of problem."""
@@ -217,7 +222,12 @@ class PerceptionNode(Node):
 
     # ---- inference thread ------------------------------------------------------------------
     def _serve(self, frame: Frame) -> None:
-        result: Classification = self.classifier.classify(frame.pixels)
+        try:
+            pixels = frame.decode()
+        except ImageDecodeError as exc:  # e.g. a corrupt JPEG
+            self._reject_image(exc)
+            return
+        result: Classification = self.classifier.classify(pixels)
         self.latency.add(result.preprocess_ms + result.inference_ms + result.postprocess_ms)
         msg = InferenceResult(header=frame.header, workload=self.workload, subnet_id=result.subnet_id,
                               class_ids=result.class_ids, scores=result.scores, labels=result.labels,
@@ -229,7 +239,7 @@ class PerceptionNode(Node):
         with self.counts_lock:
             self.counts['processed'] += 1
         if self.overlay_pub.get_subscription_count() > 0:
-            self.overlay_pub.publish(draw_overlay(frame, result))
+            self.overlay_pub.publish(draw_overlay(frame.header, pixels, result))
 
     def _on_serve_error(self, frame: Frame, exc: Exception) -> None:
         self._reject('errors', f'inference failed: {type(exc).__name__}: {exc}', 'inference')
@@ -299,17 +309,16 @@ def read_labels(path: str) -> list[str]:
         return [line.strip() for line in handle if line.strip()]
 
 
-def draw_overlay(frame: Frame, result: Classification) -> Image:
+def draw_overlay(header: Header, pixels: np.ndarray, result: Classification) -> Image:
     """The input frame with the top-1 label and score written on it (OpenCV when available)."""
-    pixels = frame.pixels if frame.pixels.shape[2] == 3 else np.repeat(frame.pixels, 3, axis=2)
-    canvas = np.ascontiguousarray(pixels.copy())
+    canvas = np.ascontiguousarray(pixels if pixels.shape[2] == 3 else np.repeat(pixels, 3, axis=2)).copy()
     text = f'{result.labels[0] or result.class_ids[0]} {result.scores[0]:.2f}' if result.class_ids else '-'
     try:
         import cv2
         cv2.putText(canvas, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA)
     except ImportError:
         canvas[:4, :, :] = (255, 255, 0)  # a visible band when no text renderer is available
-    return array_to_image(canvas, 'rgb8', frame.header)
+    return array_to_image(canvas, 'rgb8', header)
 
 
 def main(args=None) -> None:

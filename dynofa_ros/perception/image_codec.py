@@ -31,22 +31,28 @@ _RAW_ENCODINGS: dict[str, tuple[int, str, tuple[int, ...] | None]] = {
 SUPPORTED_ENCODINGS = tuple(_RAW_ENCODINGS)
 
 
-def decode_raw(encoding: str, height: int, width: int, step: int, is_bigendian: bool,
-               data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
-    """Return an HxWx3 (colour) or HxWx1 (mono) uint8 array; mono16 is scaled to 8 bits."""
+def check_raw(encoding: str, height: int, width: int, step: int, data_size: int) -> None:
+    """O(1) validation of raw image fields, cheap enough for the receiving callback."""
     if encoding not in _RAW_ENCODINGS:
         raise ImageDecodeError(f"unsupported encoding '{encoding}' (supported: {', '.join(SUPPORTED_ENCODINGS)})")
     if height <= 0 or width <= 0:
         raise ImageDecodeError(f'zero-sized image {width}x{height}')
-    channels, kind, order = _RAW_ENCODINGS[encoding]
-    item = np.dtype(kind).itemsize
-    row_bytes = width * channels * item
+    channels, kind, _ = _RAW_ENCODINGS[encoding]
+    row_bytes = width * channels * np.dtype(kind).itemsize
     if step < row_bytes:
         raise ImageDecodeError(f'step {step} < width*channels*bytes {row_bytes} for {encoding}')
+    if data_size < step * height:
+        raise ImageDecodeError(f'data has {data_size} bytes, expected step*height = {step * height}')
+
+
+def decode_raw(encoding: str, height: int, width: int, step: int, is_bigendian: bool,
+               data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+    """Return an HxWx3 (colour) or HxWx1 (mono) uint8 array; mono16 is scaled to 8 bits."""
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8)
-    if buf.size < step * height:
-        raise ImageDecodeError(f'data has {buf.size} bytes, expected step*height = {step * height}')
-    rows = buf[:step * height].reshape(height, step)[:, :row_bytes]
+    check_raw(encoding, height, width, step, buf.size)
+    channels, kind, order = _RAW_ENCODINGS[encoding]
+    item = np.dtype(kind).itemsize
+    rows = buf[:step * height].reshape(height, step)[:, :width * channels * item]
     dtype = np.dtype(kind).newbyteorder('>' if is_bigendian else '<') if item > 1 else np.dtype(kind)
     pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels)
     if item > 1:
