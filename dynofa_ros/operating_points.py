@@ -247,9 +247,13 @@ def table_from_dict(data: Any, *, validate_id: Callable[[str], object] | None = 
         if p.id in seen:
             raise TableError(f"points[{i}].id: duplicate id {p.id!r} (also points[{seen[p.id]}])")
         seen[p.id] = i
+        # Variants of one sub-network need distinct ids: "<sub-network id>@<graph variant>".
+        subnet_id, _, variant = p.id.partition("@")
+        if variant and variant != p.graph_variant:
+            raise TableError(f"points[{i}].id: suffix @{variant} does not match graph_variant {p.graph_variant!r}")
         if validate_id is not None:
             try:
-                validate_id(p.id)
+                validate_id(subnet_id)
             except Exception as exc:  # the decoder's own error type is not ours to know
                 raise TableError(f"points[{i}].id: {p.id!r} is not a sub-network of this supernet: {exc}") from exc
     return OperatingPointTable(supernet=supernet, devices=devices, points=points, version=SCHEMA_VERSION)

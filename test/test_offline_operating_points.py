@@ -123,3 +123,27 @@ def test_save_refuses_invalid(tmp_path):
     with pytest.raises(TableError, match="duplicate id"):
         save_table(bad, tmp_path / "t.yaml")
     assert not (tmp_path / "t.yaml").exists()
+
+
+def test_variant_ids_carry_their_graph_variant(tmp_path):
+    """Two variants of one sub-network: distinct ids `<id>@<variant>`, validated against the variant."""
+    import copy
+
+    from conftest import REPO
+    from dynofa_ros.operating_points import TableError, load_table
+    table = yaml.safe_load((REPO / 'config' / 'operating_points' / 'fmnist_ofa_mbv3.yaml').read_text())
+    fused = copy.deepcopy(table['points'][0])
+    fused['id'] += '@fused'
+    fused['graph_variant'] = 'fused'
+    table['supernet']['checkpoint'] = str(REPO / 'models' / 'fmnist_ofa_mbv3.pt')
+    table['points'] = [table['points'][0] | {'bn_stats': None}, fused | {'bn_stats': None}]
+    path = tmp_path / 'variants.yaml'
+    path.write_text(yaml.safe_dump(table))
+    from dynofa_ros.supernet.checkpoint import load_supernet
+    supernet, _ = load_supernet(table['supernet']['checkpoint'])
+    loaded = load_table(path, validate_id=supernet.decode)
+    assert [p.graph_variant for p in loaded.points] == ['eager', 'fused']
+    table['points'][1]['graph_variant'] = 'compiled'
+    path.write_text(yaml.safe_dump(table))
+    with pytest.raises(TableError, match='does not match graph_variant'):
+        load_table(path)

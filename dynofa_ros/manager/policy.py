@@ -234,9 +234,11 @@ class ResourcePolicy:
 
     def add_workload(self, name: str, table: OperatingPointTable, device_key: str, target: Target = Target(),
                      rate_hz: float = 0.0) -> None:
-        if device_key not in table.devices:
+        try:  # "cpu" finds a table measured as "cpu@1t"
+            device_key = table.device_for(device_key)
+        except KeyError:
             raise ValueError(f"workload {name!r}: table was not measured on {device_key!r}; it has "
-                             f"{list(table.devices)}")
+                             f"{list(table.devices)}") from None
         kind = processor_kind(device_key)
         if not any(d.kind == kind for d in self.domains):
             # e.g. a CUDA workload on a desktop profile: choose points, leave its clock alone
