@@ -46,15 +46,13 @@ class Preprocessor:
         return (x - self._mean) / self._std
 
     def _shrink_uint8(self, image: np.ndarray, resolution: int) -> np.ndarray:
+        if image.shape[2] == 3 and self.in_channels == 1:  # luma first: a third of the data to resize
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         if image.shape[:2] != (resolution, resolution):
             shrinking = image.shape[0] >= resolution and image.shape[1] >= resolution
             image = cv2.resize(image, (resolution, resolution),
                                interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        if image.ndim == 2:
-            image = image[..., None]
-        if image.shape[2] == 3 and self.in_channels == 1:  # ITU-R BT.601 luma, as cv2 defines it
-            image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
-        return np.ascontiguousarray(image)
+        return np.ascontiguousarray(image[..., None] if image.ndim == 2 else image)
 
     def _resize_float(self, image: np.ndarray, resolution: int) -> torch.Tensor:
         x = torch.from_numpy(image).to(self.device, non_blocking=True)
