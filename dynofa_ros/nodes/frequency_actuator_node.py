@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from dynofa_ros.nodes.lifecycle import run_node
 from dynofa_ros.msg import FrequencyDecision
 from dynofa_ros.platform.actuators import SysfsFrequencyActuator, WriteResult
 from dynofa_ros.platform.emulation import LABEL, CgroupCpuBandwidth, detect_cgroup, pids_matching
@@ -112,20 +111,10 @@ class FrequencyActuatorNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = FrequencyActuatorNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            for r in node.restore():
-                print(f"[frequency_actuator] restore: {r}", flush=True)
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    def restore(node: FrequencyActuatorNode) -> None:
+        for r in node.restore():
+            print(f"[frequency_actuator] restore: {r}", flush=True)
+    run_node(FrequencyActuatorNode, "frequency_actuator", args, on_exit=restore)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
@@ -24,6 +23,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from dynofa_ros.nodes.lifecycle import run_node
 from dynofa_ros.msg import InferenceResult, PerformanceTarget, SubnetDecision, WorkloadStatus
 from dynofa_ros.nodes.image_conversion import array_to_image, check_image, compressed_to_array, image_to_array
 from dynofa_ros.operating_points import OperatingPointTable, load_table
@@ -322,17 +322,4 @@ def draw_overlay(header: Header, pixels: np.ndarray, result: Classification) -> 
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    try:
-        node = PerceptionNode()
-    except (ValueError, KeyError, OSError) as exc:  # broken table, checkpoint, BN file or parameter
-        rclpy.logging.get_logger('perception_node').fatal(f'cannot start: {type(exc).__name__}: {exc}')
-        rclpy.try_shutdown()
-        raise SystemExit(1) from None
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(PerceptionNode, 'perception_node', args)

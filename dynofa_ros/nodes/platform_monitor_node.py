@@ -6,13 +6,12 @@ from __future__ import annotations
 import math
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
 
+from dynofa_ros.nodes.lifecycle import run_node
 from dynofa_ros.msg import FrequencyDecision, PlatformLoad, WorkloadStatus
 from dynofa_ros.platform.monitors import BatteryReading, SysfsPlatformMonitor
 from dynofa_ros.platform.profiles import load_profile
@@ -172,18 +171,7 @@ class PlatformMonitorNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PlatformMonitorNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    run_node(PlatformMonitorNode, "platform_monitor", args)
 
 
 if __name__ == "__main__":

@@ -11,16 +11,15 @@ import math
 import time
 from pathlib import Path
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState, Temperature
 
 from dynofa_ros.manager.policy import (PlatformState, PolicyConfig, PolicyDecision, ResourcePolicy, Target,
                                        UnknownWorkload, WorkloadFeedback)
+from dynofa_ros.nodes.lifecycle import run_node
 from dynofa_ros.msg import (DomainFrequency, FrequencyDecision, PerformanceTarget, PlatformLoad, SubnetDecision,
                             WorkloadStatus)
 from dynofa_ros.operating_points import load_table
@@ -295,18 +294,7 @@ class ResourceManagerNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ResourceManagerNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    run_node(ResourceManagerNode, "resource_manager", args)
 
 
 if __name__ == "__main__":

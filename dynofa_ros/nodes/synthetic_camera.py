@@ -7,13 +7,13 @@ the true class is written into header.frame_id as "<frame_id>/<index>:<class>" o
 from __future__ import annotations
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from dynofa_ros.nodes.image_conversion import array_to_image
+from dynofa_ros.nodes.lifecycle import run_node
 
 RGB_ENCODINGS = {'rgb8': [0, 1, 2], 'bgr8': [2, 1, 0], 'rgba8': [0, 1, 2, 0], 'bgra8': [2, 1, 0, 0]}
 
@@ -109,12 +109,4 @@ def encode_compressed(pixels: np.ndarray, encoding: str, fmt: str) -> bytes:
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = SyntheticCamera()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SyntheticCamera, 'synthetic_camera', args)
