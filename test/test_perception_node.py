@@ -123,6 +123,7 @@ def test_bad_input_is_counted_and_the_next_good_frame_is_served(raw_and_compress
     targets = probe.publisher(PerformanceTarget, 'performance_target')
     rgb = _image_from_dataset()
     _wait_ready(probe, raw_pub, _raw(rgb, 'rgb8', 0))
+    _wait_ready(probe, compressed_pub, _compressed(rgb, 'png', 1))  # both nodes up before bad input
 
     wrong_encoding = _raw(rgb, 'rgb8', 100)
     wrong_encoding.encoding = 'yuv422_yuy2'

@@ -48,6 +48,10 @@ def test_retarget_and_load_spike_switch_subnet_within_a_second(ros_graph, probe)
 
     probe.wait_for(lambda: any(s.frames_processed > 0 for s in probe.received('workload_status')), 90,
                    'the perception node to serve its first frame')
+    # Messages published before discovery completes are lost: wait for the manager to be listening.
+    probe.wait_for(lambda: probe.received('subnet_decision'), 30, "the manager's first decision")
+    probe.wait_for(lambda: targets.get_subscription_count() >= 2 and loads.get_subscription_count() >= 1, 10,
+                   'the manager and the perception node to subscribe')
     # Unconstrained, the manager keeps (or moves to) the most accurate point.
     probe.wait_for(lambda: _active_after(probe, time.monotonic() - 0.2) == most_accurate.id, 10,
                    f'the most accurate point {most_accurate.id}')
