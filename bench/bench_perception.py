@@ -92,7 +92,16 @@ class Driver:
 
 
 def stream(driver: Driver, pixels: np.ndarray, rate_hz: float, seconds: float) -> dict:
-    """Publish at rate_hz and summarise what was served."""
+    """Publish at rate_hz and summarise what was served.
+
+    Served frames come from the node's own counters (WorkloadStatus.frames_processed over the status
+    stamps), not from results this process managed to receive while busy publishing.
+    """
+    def last_status() -> WorkloadStatus:
+        time.sleep(0.5)  # at least one fresh status (5 Hz)
+        return driver.statuses[-1]
+
+    before = last_status()
     start_results = len(driver.results)
     msg_cache = driver.frame(pixels)
     t0 = time.monotonic()
@@ -102,10 +111,14 @@ def stream(driver: Driver, pixels: np.ndarray, rate_hz: float, seconds: float) -
         driver.images.publish(msg_cache)
         sent += 1
         time.sleep(max(0.0, t0 + sent / rate_hz - time.monotonic()))
-    time.sleep(0.5)
+    after = last_status()
+    span = (after.header.stamp.sec - before.header.stamp.sec) + \
+        (after.header.stamp.nanosec - before.header.stamp.nanosec) * 1e-9
     window = driver.results[start_results:]
     ages = [(wall - (r.header.stamp.sec + r.header.stamp.nanosec * 1e-9)) * 1e3 for wall, r in window]
-    return {'sent_fps': round(sent / seconds, 1), 'served_fps': round(len(window) / seconds, 1),
+    return {'sent_fps': round(sent / seconds, 1),
+            'served_fps': round((after.frames_processed - before.frames_processed) / span, 1),
+            'dropped': after.frames_dropped - before.frames_dropped,
             'node_latency_ms': percentiles([r.node_latency_ms for _, r in window]),
             'result_age_ms': percentiles(ages)}
 

@@ -352,3 +352,15 @@ def resolve_checkpoint(table_path: str | os.PathLike, table: OperatingPointTable
             return root.parent / ck
     return table_dir / ck
 
+
+DEFAULT_TABLE = "fmnist_ofa_mbv3.yaml"
+
+
+def default_table_path() -> Path:
+    """The shipped default table, the same for every node: share/dynofa_ros/config/operating_points of
+    the first install prefix that has it (AMENT_PREFIX_PATH), else the source tree."""
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        candidate = Path(prefix) / "share" / "dynofa_ros" / "config" / "operating_points" / DEFAULT_TABLE
+        if prefix and candidate.is_file():
+            return candidate
+    return Path(__file__).resolve().parents[1] / "config" / "operating_points" / DEFAULT_TABLE

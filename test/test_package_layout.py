@@ -49,3 +49,4 @@ def test_pip_install_gives_the_dynofa_command(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     for command in ('profile', 'search', 'plot', 'train'):
         assert command in run.stdout
+

@@ -82,3 +82,16 @@ def test_retarget_and_load_spike_switch_subnet_within_a_second(ros_graph, probe)
     assert spike_s < 1.0, f'load spike reaction took {spike_s:.2f} s'
     decisions = probe.received('subnet_decision')
     assert all(d.workload == WORKLOAD for d in decisions) and decisions[-1].reason
+
+
+def test_nodes_started_without_a_table_agree_on_the_shipped_default(ros_graph, probe):
+    from dynofa_ros.msg import SubnetDecision, WorkloadStatus
+    from dynofa_ros.operating_points import default_table_path, load_table
+    probe.subscribe(SubnetDecision, 'subnet_decision')
+    probe.subscribe(WorkloadStatus, 'workload_status')
+    ros_graph.start('perception_node', parameters={'workload': WORKLOAD, 'threads': 1})
+    ros_graph.start('resource_manager_node', parameters={'workloads': [WORKLOAD]})
+    ids = load_table(default_table_path()).ids()
+    decision = probe.wait_for(lambda: probe.received('subnet_decision'), 60, 'a decision')[-1]
+    status = probe.wait_for(lambda: probe.received('workload_status'), 60, 'a status')[-1]
+    assert decision.subnet_id in ids and status.active_subnet_id in ids

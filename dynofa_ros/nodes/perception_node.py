@@ -8,7 +8,6 @@ parameter. Bad input is counted and warned about (rate-limited); the node keeps 
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from std_msgs.msg import Header
 from dynofa_ros.nodes.lifecycle import run_node
 from dynofa_ros.msg import InferenceResult, PerformanceTarget, SubnetDecision, WorkloadStatus
 from dynofa_ros.nodes.image_conversion import array_to_image, check_image, compressed_to_array, image_to_array
-from dynofa_ros.operating_points import OperatingPointTable, load_table
+from dynofa_ros.operating_points import OperatingPointTable, default_table_path, load_table
 from dynofa_ros.perception.classifier import Classification, Classifier
 from dynofa_ros.perception.image_codec import ImageDecodeError
 from dynofa_ros.perception.preprocess import Preprocessor
@@ -34,16 +33,6 @@ from dynofa_ros.perception.serving import InferenceWorker, LatestFrameSlot
 from dynofa_ros.perception.stats import LatencyWindow, RateMeter
 
 WARN_PERIOD_S = 5.0
-
-
-def default_table_path() -> str:
-    """The shipped Fashion-MNIST table in the installed share/ (or the source tree)."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        share = get_package_share_directory('dynofa_ros')
-    except Exception:  # noqa: BLE001 - not installed: fall back to the source tree
-        share = os.path.join(os.path.dirname(__file__), '..', '..')
-    return os.path.join(share, 'config', 'operating_points', 'fmnist_ofa_mbv3.yaml')
 
 
 @dataclass
@@ -68,7 +57,7 @@ class PerceptionNode(Node):
         self.workload = p('workload', 'default', 'Workload name; SubnetDecision/PerformanceTarget for '
                           'other workloads are ignored.')
         table_path = p('operating_points', '', 'Operating-point table (YAML). Empty: the shipped '
-                       'Fashion-MNIST table.') or default_table_path()
+                       'Fashion-MNIST table.') or str(default_table_path())
         checkpoint = p('checkpoint', '', "Supernet checkpoint replacing the table's (empty: the table's).")
         device = p('device', 'cpu', "Torch device: cpu, cuda or cuda:N.")
         threads = p('threads', 0, 'Torch intra-op threads (0: torch default).')

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -22,7 +21,7 @@ from dynofa_ros.manager.policy import (PlatformState, PolicyConfig, PolicyDecisi
 from dynofa_ros.nodes.lifecycle import run_node
 from dynofa_ros.msg import (DomainFrequency, FrequencyDecision, PerformanceTarget, PlatformLoad, SubnetDecision,
                             WorkloadStatus)
-from dynofa_ros.operating_points import load_table
+from dynofa_ros.operating_points import default_table_path, load_table
 from dynofa_ros.platform.profiles import load_profile
 
 _TARGET_FIELDS = ("max_latency_ms", "min_accuracy", "max_energy_mj", "priority")
@@ -32,25 +31,12 @@ def _desc(text: str, read_only: bool = False) -> ParameterDescriptor:
     return ParameterDescriptor(description=text, read_only=read_only)
 
 
-def default_table_path() -> str:
-    """First operating-point table shipped with the package (source tree or install share/)."""
-    import os
-    roots = [Path(__file__).resolve().parents[2] / "config" / "operating_points"]
-    roots += [Path(p) / "share" / "dynofa_ros" / "config" / "operating_points"
-              for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-    for r in roots:
-        found = sorted(r.glob("*.yaml")) if r.is_dir() else []
-        if found:
-            return str(found[0])
-    return ""
-
-
 class ResourceManagerNode(Node):
     def __init__(self) -> None:
         super().__init__("resource_manager")
         p = self.declare_parameter
-        p("operating_points", "", _desc("operating-point table (YAML); empty: first table in "
-                                        "share/dynofa_ros/config/operating_points", read_only=True))
+        p("operating_points", "", _desc("operating-point table (YAML); empty: the shipped default "
+                                        "(share/dynofa_ros/config/operating_points/fmnist_ofa_mbv3.yaml)", read_only=True))
         p("workloads", ["front_camera"], _desc("workload names managed (match perception nodes' `workload`)",
                                                read_only=True))
         p("device_key", "cpu", _desc("table device key the workloads run on (cpu, cuda, cpu@2t, ...); per "
@@ -94,7 +80,7 @@ class ResourceManagerNode(Node):
         if cfg.latency_stat not in ("p95", "median"):
             raise ValueError(f"latency_stat must be 'p95' or 'median', got {cfg.latency_stat!r}")
         self.policy = ResourcePolicy(profile.domains, cfg)
-        default_table = gp("operating_points") or default_table_path()
+        default_table = gp("operating_points") or str(default_table_path())
         tables = {}
         for w in self.workload_names:
             path = gp(f"{w}.operating_points") or default_table
