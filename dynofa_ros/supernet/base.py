@@ -108,14 +108,15 @@ class Supernet(nn.Module, abc.ABC):
     def space(self) -> dict[str, Any]:
         """Choices per dimension (JSON-serialisable), e.g. ``{"kernel": [3, 5, 7], ...}``."""
 
-    @abc.abstractmethod
     def config(self) -> dict[str, Any]:
-        """Constructor keyword arguments; stored in checkpoints to rebuild the same supernet."""
+        """Constructor keyword arguments (``self._config``, set by every subclass); stored in checkpoints
+        to rebuild the same supernet."""
+        return dict(self._config)
 
     @property
-    @abc.abstractmethod
     def in_channels(self) -> int:
         """Input image channels expected by the stem."""
+        return self._config["in_channels"]
 
     @abc.abstractmethod
     def validate(self, spec: SubnetSpec) -> None:

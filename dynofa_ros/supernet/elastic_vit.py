@@ -200,13 +200,6 @@ class ElasticViTSupernet(Supernet):
         return {"embed": c["embed_list"], "depth": c["depth_list"], "heads": c["heads_list"],
                 "mlp_ratio": c["mlp_ratio_list"], "resolution": c["resolutions"]}
 
-    def config(self) -> dict[str, Any]:
-        return dict(self._config)
-
-    @property
-    def in_channels(self) -> int:
-        return self._config["in_channels"]
-
     def validate(self, spec: SubnetSpec) -> None:
         if not isinstance(spec, ViTSpec):
             raise SpecError(f"family: expected ViTSpec, got {type(spec).__name__}")

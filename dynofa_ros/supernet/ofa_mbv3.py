@@ -159,13 +159,6 @@ class OFAMobileNetV3Supernet(Supernet):
                 "depth": list(self.net.depth_list), "resolution": list(self.resolutions),
                 "stages": N_STAGES}
 
-    def config(self) -> dict[str, Any]:
-        return dict(self._config)
-
-    @property
-    def in_channels(self) -> int:
-        return self._config["in_channels"]
-
     def validate(self, spec: SubnetSpec) -> None:
         if not isinstance(spec, MBv3Spec):
             raise SpecError(f"family: expected MBv3Spec, got {type(spec).__name__}")
