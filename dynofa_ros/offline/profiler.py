@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import statistics
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -19,6 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from dynofa_ros.engine.timing import percentile, time_call
 from dynofa_ros.operating_points import atomic_write_text
 
 
@@ -55,14 +55,6 @@ def num_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    s = sorted(values)
-    pos = (len(s) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
 @torch.inference_mode()
 def measure_latency(fn: Callable[[torch.Tensor], Any], example: torch.Tensor, *, warmup: int = 10,
                     runs: int = 50, threads: int | None = None, clock: str = "wall") -> Timing:
@@ -75,26 +67,9 @@ def measure_latency(fn: Callable[[torch.Tensor], Any], example: torch.Tensor, *,
         raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
     if clock == "cpu" and (cuda or threads != 1):
         raise ValueError("clock='cpu' measures one CPU thread: use it with threads=1 on the CPU only")
-    now = time.thread_time if clock == "cpu" else time.perf_counter
-    times: list[float] = []
     with num_threads(threads):
-        for _ in range(warmup):
-            fn(example)
-        if cuda:
-            torch.cuda.synchronize(example.device)
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        for _ in range(runs):
-            if cuda:
-                start.record()
-                fn(example)
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                t0 = now()
-                fn(example)
-                times.append((now() - t0) * 1e3)
-    return Timing(median_ms=statistics.median(times), p95_ms=_percentile(times, 0.95),
+        times = time_call(lambda: fn(example), example.device, iters=runs, warmup=warmup, clock=clock)
+    return Timing(median_ms=statistics.median(times), p95_ms=percentile(times, 95),
                   mean_ms=statistics.fmean(times), std_ms=statistics.pstdev(times), min_ms=min(times), runs=runs)
 
 
