@@ -92,6 +92,18 @@ class Probe:
             time.sleep(0.02)
         raise AssertionError(f'timed out after {timeout:.1f} s waiting for {what}')
 
+    def set_parameters(self, node: str, values: dict, timeout: float = 10.0):
+        """Call /<node>/set_parameters with one parameter; returns its SetParametersResult."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+        client = self.node.create_client(SetParameters, f'/{node}/set_parameters')
+        assert client.wait_for_service(timeout_sec=timeout), f'{node} parameter service not up'
+        request = SetParameters.Request(
+            parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        future = client.call_async(request)
+        self.wait_for(future.done, timeout, 'set_parameters reply')
+        return future.result().results[0]
+
     def close(self) -> None:
         self._stop = True
         self._thread.join(2.0)

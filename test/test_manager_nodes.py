@@ -19,17 +19,6 @@ def _latest(probe, topic, pred=lambda m: True):
     return msgs[-1] if msgs else None
 
 
-def _set_params(probe, node: str, values: dict, timeout: float = 10.0):
-    from rcl_interfaces.srv import SetParameters
-    from rclpy.parameter import Parameter
-    cli = probe.node.create_client(SetParameters, f"/{node}/set_parameters")
-    assert cli.wait_for_service(timeout_sec=timeout), "parameter service not up"
-    req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
-    fut = cli.call_async(req)
-    probe.wait_for(fut.done, timeout, "set_parameters reply")
-    return fut.result().results[0]
-
-
 def test_resource_manager_node_retargets_by_topic_and_parameter(ros_graph, probe, tmp_path):
     from diagnostic_msgs.msg import DiagnosticArray
     from dynofa_ros.msg import FrequencyDecision, PerformanceTarget, PlatformLoad, SubnetDecision
@@ -52,12 +41,12 @@ def test_resource_manager_node_retargets_by_topic_and_parameter(ros_graph, probe
     assert [d.domain for d in f.domains] == ["cpu0", "cpu2", "cpu4", "gpu"] and f.dry_run
 
     # parameter retargeting: NaN and negative values are rejected with the reason
-    r = _set_params(probe, "resource_manager", {"cam.max_latency_ms": math.nan})
+    r = probe.set_parameters("resource_manager", {"cam.max_latency_ms": math.nan})
     assert not r.successful and "finite" in r.reason
-    r = _set_params(probe, "resource_manager", {"cam.max_latency_ms": -3.0})
+    r = probe.set_parameters("resource_manager", {"cam.max_latency_ms": -3.0})
     assert not r.successful and ">= 0" in r.reason
     t0 = time.monotonic()
-    r = _set_params(probe, "resource_manager", {"cam.max_latency_ms": 5.0})
+    r = probe.set_parameters("resource_manager", {"cam.max_latency_ms": 5.0})
     assert r.successful, r.reason
     m = probe.wait_for(lambda: (m := _latest(probe, "subnet_decision", cam)) and m.subnet_id in ("p1", "p2") and m, 5,
                        "the decision after the parameter retarget")

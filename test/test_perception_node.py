@@ -236,3 +236,21 @@ def test_broken_checkpoint_or_table_fails_with_a_clear_error(ros_graph, tmp_path
         assert node.process.wait(60) == 1
         log = node.output()
         assert 'cannot start' in log and expected in log and 'Traceback' not in log, log
+
+
+def test_subnet_parameter_switches_and_start_up_parameters_are_read_only(ros_graph, probe):
+    from dynofa_ros.msg import WorkloadStatus
+    from dynofa_ros.operating_points import load_table
+    fastest = load_table(shipped_table()).by_latency('cpu')[0].id
+    _start_node(ros_graph)
+    probe.subscribe(WorkloadStatus, 'workload_status')
+    probe.wait_for(lambda: probe.received('workload_status'), 90, 'the perception node')
+    assert probe.set_parameters('perception', {'subnet_id': fastest}).successful
+    probe.wait_for(lambda: probe.received('workload_status')[-1].active_subnet_id == fastest, 5,
+                   'the switch by parameter')
+    unknown = probe.set_parameters('perception', {'subnet_id': 'mbv3-r999-nonsense'})
+    assert not unknown.successful and 'unknown sub-network' in unknown.reason
+    for name, value in (('device', 'cuda'), ('status_rate_hz', 50.0)):
+        assert not probe.set_parameters('perception', {name: value}).successful, name
+    assert probe.set_parameters('perception', {'top_k': 5}).successful
+    assert not probe.set_parameters('perception', {'top_k': 0}).successful

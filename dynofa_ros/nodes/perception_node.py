@@ -62,8 +62,8 @@ class PerceptionNode(Node):
         device = p('device', 'cpu', "Torch device: cpu, cuda or cuda:N.")
         threads = p('threads', 0, 'Torch intra-op threads (0: torch default).')
         initial = p('initial_subnet', '', 'Sub-network id to start with (empty: the most accurate).')
-        p('subnet_id', '', 'Active sub-network id; set it to switch at run time.')
-        self.top_k = p('top_k', 3, 'Number of classes in each InferenceResult.')
+        p('subnet_id', '', 'Active sub-network id; set it to switch at run time.', read_only=False)
+        self.top_k = p('top_k', 3, 'Number of classes in each InferenceResult.', read_only=False)
         labels_file = p('labels_file', '', 'Text file with one class name per line (empty: the table).')
         mean = p('mean', [0.0], 'Normalisation mean per channel (0..1 scale; [0.0] with std [0.0]: table).')
         std = p('std', [0.0], 'Normalisation std per channel.')
@@ -123,24 +123,29 @@ class PerceptionNode(Node):
                                f"from {table_path}, active {self.model.active_subnet_id()} on {device}")
 
     # ---- parameters -------------------------------------------------------------------------
-    def _declare(self, name: str, default, description: str):
-        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+    def _declare(self, name: str, default, description: str, read_only: bool = True):
+        """Parameters are read at start-up (read-only) unless the node applies changes at run time."""
+        descriptor = ParameterDescriptor(description=description, read_only=read_only)
+        return self.declare_parameter(name, default, descriptor).value
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         for param in params:
             if param.name == 'subnet_id' and param.value:
                 try:
-                    self.model.switch(param.value)
+                    self._switch(param.value, 'parameter subnet_id')
                 except KeyError as exc:
                     return SetParametersResult(successful=False, reason=str(exc))
             elif param.name == 'top_k':
                 if param.value < 1:
                     return SetParametersResult(successful=False, reason='top_k must be >= 1')
                 self.classifier.top_k = param.value
-            elif param.name in ('workload', 'operating_points', 'checkpoint', 'device', 'transport',
-                                'qos_reliability', 'qos_depth', 'memory_budget_mb', 'threads'):
-                return SetParametersResult(successful=False, reason=f'{param.name} is read-only at run time')
         return SetParametersResult(successful=True)
+
+    def _switch(self, subnet_id: str, reason: str) -> None:
+        """Activate `subnet_id` for the next frame (KeyError if unknown); one path for topic and parameter."""
+        self.model.switch(subnet_id)
+        self.latency.clear()  # the window describes the previous sub-network
+        self.get_logger().info(f'switched to {subnet_id} ({reason})')
 
     # ---- inputs (executor thread: check and hand over; never decode or run the model) ----------
     def _on_image(self, msg: Image) -> None:
@@ -189,12 +194,9 @@ class PerceptionNode(Node):
         if msg.subnet_id == self.model.active_subnet_id():
             return
         try:
-            self.model.switch(msg.subnet_id)
+            self._switch(msg.subnet_id, msg.reason)
         except KeyError as exc:
             self._reject('commands_rejected', f'decision rejected: {exc}', 'decision')
-            return
-        self.latency.clear()  # the window describes the previous sub-network
-        self.get_logger().info(f'switched to {msg.subnet_id} ({msg.reason})')
 
     def _on_target(self, msg: PerformanceTarget) -> None:
         if msg.workload != self.workload:
