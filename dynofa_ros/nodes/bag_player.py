@@ -13,13 +13,13 @@ from pathlib import Path
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import BatteryState, CompressedImage, Image, Temperature
 
 from dynofa_ros.msg import PerformanceTarget, PlatformLoad
+from dynofa_ros.nodes.parameters import describe
 
 REPLAYABLE = {
     'sensor_msgs/msg/Image': Image, 'sensor_msgs/msg/CompressedImage': CompressedImage,
@@ -36,7 +36,6 @@ def _time(nanoseconds: int) -> Time:
 class BagPlayer(Node):
     def __init__(self) -> None:
         super().__init__('bag_player')
-        describe = lambda text: ParameterDescriptor(description=text)  # noqa: E731
         self.bag = Path(self.declare_parameter('bag', '', describe('rosbag2 folder to replay.')).value)
         self.rate = self.declare_parameter('rate', 1.0, describe('Playback speed factor.')).value
         self.loop = self.declare_parameter('loop', False, describe('Start again at the end (time jumps '

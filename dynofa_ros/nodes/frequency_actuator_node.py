@@ -7,34 +7,30 @@ from __future__ import annotations
 import os
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
 from dynofa_ros.nodes.lifecycle import run_node
+from dynofa_ros.nodes.parameters import describe
 from dynofa_ros.msg import FrequencyDecision
 from dynofa_ros.platform.actuators import SysfsFrequencyActuator, WriteResult
 from dynofa_ros.platform.emulation import LABEL, CgroupCpuBandwidth, detect_cgroup, pids_matching
 from dynofa_ros.platform.profiles import load_profile
 
 
-def _d(text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text, read_only=True)
-
-
 class FrequencyActuatorNode(Node):
     def __init__(self) -> None:
         super().__init__("frequency_actuator")
         p = self.declare_parameter
-        p("backend", "auto", _d("sysfs | emulation | none | auto (sysfs where cpufreq/devfreq exist, else "
-                                "emulation where a cgroup CPU controller exists, else none)"))
-        p("dry_run", True, _d("write nothing (log what would be written); decisions marked dry_run are never "
-                              "written either"))
-        p("sysfs_root", "/", _d("sysfs root (tests use a fake tree)"))
-        p("cgroup_root", "/sys/fs/cgroup", _d("emulation: cgroup file system root"))
-        p("device_profile", "generic_x86", _d("emulation: profile whose CPU maximum maps to 100% bandwidth"))
-        p("emulation_pids", [0], _d("emulation: process ids to throttle (0 entries ignored)"))
-        p("emulation_match", "", _d("emulation: also throttle processes whose command line contains this"))
-        p("emulation_cores", 0, _d("emulation: CPUs that 100% bandwidth means (0: all of this machine)"))
+        p("backend", "auto", describe("sysfs | emulation | none | auto (sysfs where cpufreq/devfreq exist, else "
+                                "emulation where a cgroup CPU controller exists, else none)", read_only=True))
+        p("dry_run", True, describe("write nothing (log what would be written); decisions marked dry_run are never "
+                              "written either", read_only=True))
+        p("sysfs_root", "/", describe("sysfs root (tests use a fake tree)", read_only=True))
+        p("cgroup_root", "/sys/fs/cgroup", describe("emulation: cgroup file system root", read_only=True))
+        p("device_profile", "generic_x86", describe("emulation: profile whose CPU maximum maps to 100% bandwidth", read_only=True))
+        p("emulation_pids", [0], describe("emulation: process ids to throttle (0 entries ignored)", read_only=True))
+        p("emulation_match", "", describe("emulation: also throttle processes whose command line contains this", read_only=True))
+        p("emulation_cores", 0, describe("emulation: CPUs that 100% bandwidth means (0: all of this machine)", read_only=True))
         gp = lambda n: self.get_parameter(n).value  # noqa: E731
         self.dry_run = bool(gp("dry_run"))
         backend = gp("backend")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -23,6 +23,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from dynofa_ros.nodes.lifecycle import run_node
+from dynofa_ros.nodes.parameters import describe
 from dynofa_ros.msg import InferenceResult, PerformanceTarget, SubnetDecision, WorkloadStatus
 from dynofa_ros.nodes.image_conversion import array_to_image, check_image, compressed_to_array, image_to_array
 from dynofa_ros.operating_points import OperatingPointTable, default_table_path, load_table
@@ -125,8 +126,7 @@ class PerceptionNode(Node):
     # ---- parameters -------------------------------------------------------------------------
     def _declare(self, name: str, default, description: str, read_only: bool = True):
         """Parameters are read at start-up (read-only) unless the node applies changes at run time."""
-        descriptor = ParameterDescriptor(description=description, read_only=read_only)
-        return self.declare_parameter(name, default, descriptor).value
+        return self.declare_parameter(name, default, describe(description, read_only)).value
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         for param in params:

@@ -7,11 +7,12 @@ import math
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
 
 from dynofa_ros.nodes.lifecycle import run_node
+from dynofa_ros.nodes.parameters import describe
 from dynofa_ros.msg import FrequencyDecision, PlatformLoad, WorkloadStatus
 from dynofa_ros.platform.monitors import BatteryReading, SysfsPlatformMonitor
 from dynofa_ros.platform.profiles import load_profile
@@ -23,24 +24,20 @@ _STATUS = {"Charging": BatteryState.POWER_SUPPLY_STATUS_CHARGING,
            "Not charging": BatteryState.POWER_SUPPLY_STATUS_NOT_CHARGING}
 
 
-def _d(text: str, read_only: bool = False) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text, read_only=read_only)
-
-
 class PlatformMonitorNode(Node):
     def __init__(self) -> None:
         super().__init__("platform_monitor")
         p = self.declare_parameter
-        p("simulated", False, _d("publish the simulated platform (modelled) instead of the real system", True))
-        p("device_profile", "generic_x86", _d("device profile for the simulation (config/devices name or path)", True))
-        p("sysfs_root", "/", _d("root of sysfs/procfs to read (tests point it at a fake tree)", True))
-        p("rate_hz", 2.0, _d("publishing rate", True))
-        p("battery_percent", 100.0, _d("simulation: initial battery charge, %", True))
-        p("ambient_c", math.nan, _d("simulation: ambient temperature C (NaN: the profile's)"))
-        p("background_cpu_load", 0.0, _d("simulation: injected co-running CPU load, fraction 0..1"))
-        p("background_gpu_load", 0.0, _d("simulation: injected co-running GPU load, fraction 0..1"))
-        p("time_scale", 1.0, _d("simulation: simulated seconds per wall second (faster battery/thermal)", True))
-        p("charging", False, _d("simulation: on the charger (battery does not drain)"))
+        p("simulated", False, describe("publish the simulated platform (modelled) instead of the real system", True))
+        p("device_profile", "generic_x86", describe("device profile for the simulation (config/devices name or path)", True))
+        p("sysfs_root", "/", describe("root of sysfs/procfs to read (tests point it at a fake tree)", True))
+        p("rate_hz", 2.0, describe("publishing rate", True))
+        p("battery_percent", 100.0, describe("simulation: initial battery charge, %", True))
+        p("ambient_c", math.nan, describe("simulation: ambient temperature C (NaN: the profile's)"))
+        p("background_cpu_load", 0.0, describe("simulation: injected co-running CPU load, fraction 0..1"))
+        p("background_gpu_load", 0.0, describe("simulation: injected co-running GPU load, fraction 0..1"))
+        p("time_scale", 1.0, describe("simulation: simulated seconds per wall second (faster battery/thermal)", True))
+        p("charging", False, describe("simulation: on the charger (battery does not drain)"))
         gp = lambda n: self.get_parameter(n).value  # noqa: E731
         self.simulated = bool(gp("simulated"))
         self.time_scale = float(gp("time_scale"))

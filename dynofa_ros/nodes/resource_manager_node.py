@@ -11,7 +11,7 @@ import math
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState, Temperature
@@ -19,6 +19,7 @@ from sensor_msgs.msg import BatteryState, Temperature
 from dynofa_ros.manager.policy import (PlatformState, PolicyConfig, PolicyDecision, ResourcePolicy, Target,
                                        UnknownWorkload, WorkloadFeedback)
 from dynofa_ros.nodes.lifecycle import run_node
+from dynofa_ros.nodes.parameters import describe
 from dynofa_ros.msg import (DomainFrequency, FrequencyDecision, PerformanceTarget, PlatformLoad, SubnetDecision,
                             WorkloadStatus)
 from dynofa_ros.operating_points import default_table_path, load_table
@@ -27,46 +28,42 @@ from dynofa_ros.platform.profiles import load_profile
 _TARGET_FIELDS = ("max_latency_ms", "min_accuracy", "max_energy_mj", "priority")
 
 
-def _desc(text: str, read_only: bool = False) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text, read_only=read_only)
-
-
 class ResourceManagerNode(Node):
     def __init__(self) -> None:
         super().__init__("resource_manager")
         p = self.declare_parameter
-        p("operating_points", "", _desc("operating-point table (YAML); empty: the shipped default "
+        p("operating_points", "", describe("operating-point table (YAML); empty: the shipped default "
                                         "(share/dynofa_ros/config/operating_points/fmnist_ofa_mbv3.yaml)", read_only=True))
-        p("workloads", ["front_camera"], _desc("workload names managed (match perception nodes' `workload`)",
+        p("workloads", ["front_camera"], describe("workload names managed (match perception nodes' `workload`)",
                                                read_only=True))
-        p("device_key", "cpu", _desc("table device key the workloads run on (cpu, cuda, cpu@2t, ...); per "
+        p("device_key", "cpu", describe("table device key the workloads run on (cpu, cuda, cpu@2t, ...); per "
                                      "workload override: <workload>.device_key", read_only=True))
-        p("device_profile", "generic_x86", _desc("device profile name in config/devices or a YAML path: "
+        p("device_profile", "generic_x86", describe("device profile name in config/devices or a YAML path: "
                                                  "DVFS domains + modelled power", read_only=True))
-        p("dry_run", True, _desc("label frequency decisions as dry runs (actuators write nothing); the policy "
+        p("dry_run", True, describe("label frequency decisions as dry runs (actuators write nothing); the policy "
                                  "then assumes the hardware stays at its maximum frequency"))
-        p("memory_budget_mb", 0.0, _desc("resident memory for materialised sub-networks of all workloads "
+        p("memory_budget_mb", 0.0, describe("resident memory for materialised sub-networks of all workloads "
                                          "together, MiB; 0 = unlimited"))
-        p("memory_reserve_mb", 256.0, _desc("keep this much of the machine's memory free (from platform_load): "
+        p("memory_reserve_mb", 256.0, describe("keep this much of the machine's memory free (from platform_load): "
                                             "the materialised set shrinks when the machine runs short", read_only=True))
-        p("control_rate_hz", 10.0, _desc("control-loop rate (decisions are also made on every input)",
+        p("control_rate_hz", 10.0, describe("control-loop rate (decisions are also made on every input)",
                                          read_only=True))
-        p("refresh_period_s", 2.0, _desc("re-publish unchanged decisions this often", read_only=True))
-        p("diagnostics_period_s", 1.0, _desc("/diagnostics publishing period", read_only=True))
-        p("min_dwell_s", 1.0, _desc("no non-urgent switch sooner than this after the last one, s"))
-        p("up_margin", 0.10, _desc("latency headroom a slower point needs before switching up (fraction)"))
-        p("time_budget_ms", 5.0, _desc("decision search time bound, ms"))
-        p("latency_stat", "p95", _desc("latency statistic judged against max_latency_ms and fed back from "
+        p("refresh_period_s", 2.0, describe("re-publish unchanged decisions this often", read_only=True))
+        p("diagnostics_period_s", 1.0, describe("/diagnostics publishing period", read_only=True))
+        p("min_dwell_s", 1.0, describe("no non-urgent switch sooner than this after the last one, s"))
+        p("up_margin", 0.10, describe("latency headroom a slower point needs before switching up (fraction)"))
+        p("time_budget_ms", 5.0, describe("decision search time bound, ms"))
+        p("latency_stat", "p95", describe("latency statistic judged against max_latency_ms and fed back from "
                                        "WorkloadStatus: p95 (deadline-like) or median", read_only=True))
         self.workload_names: list[str] = list(self.get_parameter("workloads").value)
         for w in self.workload_names:
-            p(f"{w}.max_latency_ms", 0.0, _desc(f"{w}: latency bound ms (0 = none)"))
-            p(f"{w}.min_accuracy", 0.0, _desc(f"{w}: minimum top-1 fraction 0..1 (0 = none)"))
-            p(f"{w}.max_energy_mj", 0.0, _desc(f"{w}: energy per inference mJ (0 = none)"))
-            p(f"{w}.priority", 0, _desc(f"{w}: higher keeps its target when not all fit"))
-            p(f"{w}.device_key", "", _desc(f"{w}: device key override (empty: device_key)", read_only=True))
-            p(f"{w}.operating_points", "", _desc(f"{w}: table override (empty: operating_points)", read_only=True))
-            p(f"{w}.rate_hz", 0.0, _desc(f"{w}: frame rate assumed until its status reports one (0: 30 Hz)",
+            p(f"{w}.max_latency_ms", 0.0, describe(f"{w}: latency bound ms (0 = none)"))
+            p(f"{w}.min_accuracy", 0.0, describe(f"{w}: minimum top-1 fraction 0..1 (0 = none)"))
+            p(f"{w}.max_energy_mj", 0.0, describe(f"{w}: energy per inference mJ (0 = none)"))
+            p(f"{w}.priority", 0, describe(f"{w}: higher keeps its target when not all fit"))
+            p(f"{w}.device_key", "", describe(f"{w}: device key override (empty: device_key)", read_only=True))
+            p(f"{w}.operating_points", "", describe(f"{w}: table override (empty: operating_points)", read_only=True))
+            p(f"{w}.rate_hz", 0.0, describe(f"{w}: frame rate assumed until its status reports one (0: 30 Hz)",
                                          read_only=True))
 
         gp = lambda n: self.get_parameter(n).value  # noqa: E731

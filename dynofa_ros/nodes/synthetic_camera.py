@@ -7,13 +7,13 @@ the true class is written into header.frame_id as "<frame_id>/<index>:<class>" o
 from __future__ import annotations
 
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from dynofa_ros.nodes.image_conversion import array_to_image
 from dynofa_ros.nodes.lifecycle import run_node
+from dynofa_ros.nodes.parameters import describe
 
 RGB_ENCODINGS = {'rgb8': [0, 1, 2], 'bgr8': [2, 1, 0], 'rgba8': [0, 1, 2, 0], 'bgra8': [2, 1, 0, 0]}
 
@@ -64,7 +64,7 @@ class SyntheticCamera(Node):
                                f'{self.transport} at {self.rate_hz} Hz')
 
     def _param(self, name: str, default, description: str):
-        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+        return self.declare_parameter(name, default, describe(description)).value
 
     def _frame_pixels(self, index: int) -> np.ndarray:
         rgb = self.frames[index]
