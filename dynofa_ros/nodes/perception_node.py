@@ -64,11 +64,11 @@ class PerceptionNode(Node):
         threads = p('threads', 0, 'Torch intra-op threads (0: torch default).')
         initial = p('initial_subnet', '', 'Sub-network id to start with (empty: the most accurate).')
         p('subnet_id', '', 'Active sub-network id; set it to switch at run time.', read_only=False)
-        self.top_k = p('top_k', 3, 'Number of classes in each InferenceResult.', read_only=False)
+        top_k = p('top_k', 3, 'Number of classes in each InferenceResult.', read_only=False)
         labels_file = p('labels_file', '', 'Text file with one class name per line (empty: the table).')
         mean = p('mean', [0.0], 'Normalisation mean per channel (0..1 scale; [0.0] with std [0.0]: table).')
         std = p('std', [0.0], 'Normalisation std per channel.')
-        self.transport = p('transport', 'raw', "raw (sensor_msgs/Image on 'image') or compressed "
+        transport = p('transport', 'raw', "raw (sensor_msgs/Image on 'image') or compressed "
                            "(sensor_msgs/CompressedImage on 'image/compressed').")
         reliability = p('qos_reliability', 'best_effort', 'best_effort (matches every camera) or reliable.')
         depth = p('qos_depth', 1, 'Subscription queue depth; 1 keeps only the latest frame.')
@@ -90,7 +90,7 @@ class PerceptionNode(Node):
         if mean == [0.0] and std == [0.0]:
             mean, std = list(info.normalization.mean), list(info.normalization.std)
         self.classifier = Classifier(self.model, Preprocessor(mean, std, info.in_channels, device),
-                                     labels, self.top_k)
+                                     labels, top_k)
 
         self.counts = {'received': 0, 'processed': 0, 'dropped': 0, 'rejected': 0,
                        'commands_rejected': 0, 'errors': 0}
@@ -109,7 +109,7 @@ class PerceptionNode(Node):
         qos = QoSProfile(  # the sensor-data profile, with the depth and reliability asked for
             history=HistoryPolicy.KEEP_LAST, depth=depth, durability=qos_profile_sensor_data.durability,
             reliability=ReliabilityPolicy.RELIABLE if reliability == 'reliable' else ReliabilityPolicy.BEST_EFFORT)
-        if self.transport == 'compressed':
+        if transport == 'compressed':
             self.create_subscription(CompressedImage, 'image/compressed', self._on_compressed, qos)
         else:
             self.create_subscription(Image, 'image', self._on_image, qos)
