@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from dynofa_ros.perception.image_codec import (SUPPORTED_ENCODINGS, ImageDecodeError, check_raw,
+from dynofa_ros.perception.image_codec import (DEFAULT_MAX_PIXELS, SUPPORTED_ENCODINGS, ImageDecodeError,
+                                               check_compressed as check_compressed_fields, check_raw,
                                                decode_compressed, decode_raw)
 
 try:
@@ -14,8 +15,9 @@ except ImportError:  # not installable from PyPI; the numpy path is equivalent f
     _BRIDGE = None
 
 
-def image_to_array(msg: Image) -> np.ndarray:
+def image_to_array(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """HxWx3 RGB or HxWx1 mono uint8; raises ImageDecodeError on malformed or unsupported input."""
+    check_image(msg, max_pixels)
     if _BRIDGE is not None and msg.encoding in SUPPORTED_ENCODINGS and msg.height * msg.width > 0 \
             and len(msg.data) >= msg.step * msg.height:
         try:
@@ -24,16 +26,22 @@ def image_to_array(msg: Image) -> np.ndarray:
             return array[..., None] if array.ndim == 2 else array
         except CvBridgeError as exc:
             raise ImageDecodeError(str(exc)) from exc
-    return decode_raw(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
+    return decode_raw(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data,
+                      max_pixels)
 
 
-def check_image(msg: Image) -> None:
+def check_image(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """O(1) checks of the fields (no pixel copy), so the receiving callback can reject bad frames."""
-    check_raw(msg.encoding, msg.height, msg.width, msg.step, len(msg.data))
+    check_raw(msg.encoding, msg.height, msg.width, msg.step, len(msg.data), max_pixels)
 
 
-def compressed_to_array(msg: CompressedImage) -> np.ndarray:
-    return decode_compressed(msg.format, msg.data)
+def check_compressed(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """O(1) checks of size, format and header, so a decompression bomb never reaches the decoder."""
+    check_compressed_fields(msg.format, msg.data, max_pixels)
+
+
+def compressed_to_array(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    return decode_compressed(msg.format, msg.data, max_pixels)
 
 
 def array_to_image(array: np.ndarray, encoding: str, header=None) -> Image:

@@ -25,10 +25,11 @@ from std_msgs.msg import Header
 from dynofa_ros.nodes.lifecycle import run_node
 from dynofa_ros.nodes.parameters import describe
 from dynofa_ros.msg import InferenceResult, PerformanceTarget, SubnetDecision, WorkloadStatus
-from dynofa_ros.nodes.image_conversion import array_to_image, check_image, compressed_to_array, image_to_array
+from dynofa_ros.nodes.image_conversion import (array_to_image, check_compressed, check_image, compressed_to_array,
+                                               image_to_array)
 from dynofa_ros.operating_points import OperatingPointTable, default_table_path, load_table
 from dynofa_ros.perception.classifier import Classification, Classifier
-from dynofa_ros.perception.image_codec import ImageDecodeError
+from dynofa_ros.perception.image_codec import DEFAULT_MAX_PIXELS, ImageDecodeError
 from dynofa_ros.perception.preprocess import Preprocessor
 from dynofa_ros.perception.serving import InferenceWorker, LatestFrameSlot
 from dynofa_ros.perception.stats import LatencyWindow, RateMeter
@@ -75,6 +76,10 @@ class PerceptionNode(Node):
         status_rate = p('status_rate_hz', 2.0, 'WorkloadStatus and /diagnostics rate.')
         window = p('latency_window', 100, 'Frames in the latency percentile window.')
         memory_budget = p('memory_budget_mb', 0.0, 'Memory for materialised sub-networks (0: all).')
+        self.max_pixels = p('max_pixels', DEFAULT_MAX_PIXELS, 'Largest frame (width*height, > 0) decoded; '
+                            'larger ones are rejected from their fields or header, before decoding.')
+        if self.max_pixels <= 0:
+            raise ValueError(f'max_pixels must be > 0, got {self.max_pixels}')
 
         if threads > 0:
             import torch
@@ -149,10 +154,12 @@ class PerceptionNode(Node):
 
     # ---- inputs (executor thread: check and hand over; never decode or run the model) ----------
     def _on_image(self, msg: Image) -> None:
-        self._accept(msg.header, lambda: image_to_array(msg), lambda: check_image(msg))
+        self._accept(msg.header, lambda: image_to_array(msg, self.max_pixels),
+                     lambda: check_image(msg, self.max_pixels))
 
     def _on_compressed(self, msg: CompressedImage) -> None:
-        self._accept(msg.header, lambda: compressed_to_array(msg), lambda: None)
+        self._accept(msg.header, lambda: compressed_to_array(msg, self.max_pixels),
+                     lambda: check_compressed(msg, self.max_pixels))
 
     def _accept(self, header: Header, decode: Callable[[], np.ndarray], check: Callable[[], None]) -> None:
         """Cheap checks here; decoding happens on the inference thread, only for frames it serves."""

@@ -17,6 +17,9 @@ class ImageDecodeError(ValueError):
     """An image that cannot be served; the message says why."""
 
 
+DEFAULT_MAX_PIXELS = 4096 * 4096  # width*height decoded at most (the node's `max_pixels` parameter)
+
+
 # encoding -> (channels, numpy dtype, channel order to reach RGB)
 _RAW_ENCODINGS: dict[str, tuple[int, str, tuple[int, ...] | None]] = {
     'rgb8': (3, 'u1', None),
@@ -31,12 +34,15 @@ _RAW_ENCODINGS: dict[str, tuple[int, str, tuple[int, ...] | None]] = {
 SUPPORTED_ENCODINGS = tuple(_RAW_ENCODINGS)
 
 
-def check_raw(encoding: str, height: int, width: int, step: int, data_size: int) -> None:
+def check_raw(encoding: str, height: int, width: int, step: int, data_size: int,
+              max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """O(1) validation of raw image fields, cheap enough for the receiving callback."""
     if encoding not in _RAW_ENCODINGS:
         raise ImageDecodeError(f"unsupported encoding '{encoding}' (supported: {', '.join(SUPPORTED_ENCODINGS)})")
     if height <= 0 or width <= 0:
         raise ImageDecodeError(f'zero-sized image {width}x{height}')
+    if width * height > max_pixels:
+        raise ImageDecodeError(f'oversized image {width}x{height} > max_pixels {max_pixels}')
     channels, kind, _ = _RAW_ENCODINGS[encoding]
     row_bytes = width * channels * np.dtype(kind).itemsize
     if step < row_bytes:
@@ -46,10 +52,10 @@ def check_raw(encoding: str, height: int, width: int, step: int, data_size: int)
 
 
 def decode_raw(encoding: str, height: int, width: int, step: int, is_bigendian: bool,
-               data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+               data: bytes | bytearray | memoryview | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Return an HxWx3 (colour) or HxWx1 (mono) uint8 array; mono16 is scaled to 8 bits."""
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8)
-    check_raw(encoding, height, width, step, buf.size)
+    check_raw(encoding, height, width, step, buf.size, max_pixels)
     channels, kind, order = _RAW_ENCODINGS[encoding]
     item = np.dtype(kind).itemsize
     rows = buf[:step * height].reshape(height, step)[:, :width * channels * item]
@@ -62,8 +68,16 @@ def decode_raw(encoding: str, height: int, width: int, step: int, is_bigendian: 
     return np.ascontiguousarray(pixels)
 
 
-def decode_compressed(fmt: str, data: bytes | bytearray | memoryview) -> np.ndarray:
+def check_compressed(fmt: str, data: bytes | bytearray | memoryview, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """O(1) checks of a compressed frame before anything is decoded (size bound for now)."""
+    if len(data) > 8 * max_pixels + 2**20:
+        raise ImageDecodeError(f'oversized compressed image: {len(data)} bytes for max_pixels {max_pixels}')
+
+
+def decode_compressed(fmt: str, data: bytes | bytearray | memoryview,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode JPEG/PNG bytes to HxWx3 RGB uint8 (or HxWx1 for grayscale files)."""
+    check_compressed(fmt, data, max_pixels)
     raw = np.frombuffer(data, dtype=np.uint8)
     if raw.size == 0:
         raise ImageDecodeError('empty compressed image')
