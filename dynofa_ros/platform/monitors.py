@@ -67,8 +67,9 @@ class CpuCluster:
     name: str                    # "cpu<first cpu>", the domain name used in FrequencyDecision
     cpus: tuple[int, ...]
     path: Path                   # .../cpuN/cpufreq of the first cpu
-    available_khz: tuple[int, ...]
+    available_khz: tuple[int, ...]          # scaling_available_frequencies; empty where the driver lists none
     governors: tuple[str, ...]
+    limits_khz: tuple[int, int] | None = None   # (cpuinfo_min_freq, cpuinfo_max_freq) where both are readable
 
 
 def discover_cpu_clusters(root: str | os.PathLike = "/") -> list[CpuCluster]:
@@ -83,12 +84,11 @@ def discover_cpu_clusters(root: str | os.PathLike = "/") -> list[CpuCluster]:
                      or [cpu])
         if cpus in seen:
             continue
-        avail = read_ints(cf / "scaling_available_frequencies")
-        if not avail:
-            lo, hi = read_int(cf / "cpuinfo_min_freq"), read_int(cf / "cpuinfo_max_freq")
-            avail = sorted({v for v in (lo, hi) if v})
+        avail = tuple(v for v in read_ints(cf / "scaling_available_frequencies") if v > 0)
+        lo, hi = read_int(cf / "cpuinfo_min_freq"), read_int(cf / "cpuinfo_max_freq")
+        limits = (lo, hi) if lo is not None and hi is not None and 0 < lo <= hi else None
         govs = tuple((read_text(cf / "scaling_available_governors") or "").split())
-        seen[cpus] = CpuCluster(f"cpu{min(cpus)}", cpus, cf, tuple(avail), govs)
+        seen[cpus] = CpuCluster(f"cpu{min(cpus)}", cpus, cf, avail, govs, limits)
     return list(seen.values())
 
 
@@ -114,7 +114,7 @@ class GpuDevfreq:
     """The GPU's devfreq node (frequencies in Hz) and its load file (per-mille), if found."""
     name: str                     # devfreq entry name, e.g. 17000000.gv11b
     path: Path                    # /sys/class/devfreq/<name> (resolved)
-    available_hz: tuple[int, ...]
+    available_hz: tuple[int, ...]  # available_frequencies; empty where the driver lists none
     load_path: Path | None
 
 
@@ -134,10 +134,9 @@ def discover_gpu(root: str | os.PathLike = "/") -> GpuDevfreq | None:
             if cand.is_file():
                 load = cand
                 break
-        avail = read_ints(path / "available_frequencies")
-        if not avail:
-            avail = sorted({v for v in (read_int(path / "min_freq"), read_int(path / "max_freq")) if v})
-        return GpuDevfreq(name, path, tuple(avail), load)
+        # no fallback to the current min/max: after a crash they may be pinned values, not the GPU's range
+        avail = tuple(v for v in read_ints(path / "available_frequencies") if v > 0)
+        return GpuDevfreq(name, path, avail, load)
     return None
 
 

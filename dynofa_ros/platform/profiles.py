@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from dynofa_ros.manager.policy import FrequencyDomain
+from dynofa_ros.dvfs_model import FrequencyDomain
 
 PROFILE_NAMES = ("jetson_xavier_nx", "jetson_orin_nano", "jetson_agx_orin", "generic_x86")
 
@@ -74,7 +74,10 @@ def find_profile(name_or_path: str) -> Path:
 def load_profile(name_or_path: str) -> DeviceProfile:
     path = find_profile(name_or_path)
     with open(path, encoding="utf-8") as f:
-        d = yaml.safe_load(f)
+        try:
+            d = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML: {' '.join(str(exc).split())[:200]}") from None
     try:
         domains = []
         for dd in d["domains"]:
@@ -82,6 +85,8 @@ def load_profile(name_or_path: str) -> DeviceProfile:
                 levels = tuple(sorted(int(k) * 1000 for k in dd["levels_khz"]))
             else:
                 levels = tuple(sorted(int(h) for h in dd["levels_hz"]))
+            if not levels or levels[0] <= 0:
+                raise ValueError(f"domain {dd.get('name')!r} needs at least one level, all > 0 Hz")
             domains.append(FrequencyDomain(
                 name=str(dd["name"]), kind=str(dd["kind"]), levels_hz=levels,
                 compute_bound=float(dd.get("compute_bound", 0.85)), static_w=float(dd["static_w"]),
