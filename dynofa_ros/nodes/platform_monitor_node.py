@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
@@ -22,6 +23,9 @@ _STATUS = {"Charging": BatteryState.POWER_SUPPLY_STATUS_CHARGING,
            "Discharging": BatteryState.POWER_SUPPLY_STATUS_DISCHARGING,
            "Full": BatteryState.POWER_SUPPLY_STATUS_FULL,
            "Not charging": BatteryState.POWER_SUPPLY_STATUS_NOT_CHARGING}
+MAX_RATE_HZ = 100.0       # beyond this the timer is a busy loop that only burns the CPU it measures
+MAX_TIME_SCALE = 10000.0
+AMBIENT_RANGE_C = (-60.0, 150.0)
 
 
 class PlatformMonitorNode(Node):
@@ -31,19 +35,20 @@ class PlatformMonitorNode(Node):
         p("simulated", False, describe("publish the simulated platform (modelled) instead of the real system", True))
         p("device_profile", "generic_x86", describe("device profile for the simulation (config/devices name or path)", True))
         p("sysfs_root", "/", describe("root of sysfs/procfs to read (tests point it at a fake tree)", True))
-        p("rate_hz", 2.0, describe("publishing rate", True))
-        p("battery_percent", 100.0, describe("simulation: initial battery charge, %", True))
-        p("ambient_c", math.nan, describe("simulation: ambient temperature C (NaN: the profile's)"))
+        p("rate_hz", 2.0, describe("publishing rate, Hz, within (0, 100]", True))
+        p("battery_percent", 100.0, describe("simulation: initial battery charge, %, 0..100", True))
+        p("ambient_c", math.nan, describe("simulation: ambient temperature C, -60..150 (NaN: the profile's)"))
         p("background_cpu_load", 0.0, describe("simulation: injected co-running CPU load, fraction 0..1"))
         p("background_gpu_load", 0.0, describe("simulation: injected co-running GPU load, fraction 0..1"))
-        p("time_scale", 1.0, describe("simulation: simulated seconds per wall second (faster battery/thermal)", True))
+        p("time_scale", 1.0, describe("simulation: simulated seconds per wall second (faster battery/thermal), within (0, 10000]", True))
         p("charging", False, describe("simulation: on the charger (battery does not drain)"))
         gp = lambda n: self.get_parameter(n).value  # noqa: E731
+        self._validate(gp)
         self.simulated = bool(gp("simulated"))
         self.time_scale = float(gp("time_scale"))
         self._util: dict[str, tuple[float, float]] = {}
+        profile = load_profile(gp("device_profile"))   # checked even when unused: a typo is an error
         if self.simulated:
-            profile = load_profile(gp("device_profile"))
             amb = float(gp("ambient_c"))
             self.sim = SimulatedPlatform(profile, float(gp("battery_percent")), None if math.isnan(amb) else amb)
             self.sim.inject_load("cpu", float(gp("background_cpu_load")))
@@ -64,7 +69,32 @@ class PlatformMonitorNode(Node):
         self.pub_load = self.create_publisher(PlatformLoad, "platform_load", 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._last = time.monotonic()
-        self.create_timer(1.0 / max(0.1, float(gp("rate_hz"))), self._tick)
+        self.create_timer(1.0 / float(gp("rate_hz")), self._tick)
+
+    @staticmethod
+    def _validate(gp) -> None:
+        """Every start-up parameter, so a bad one is one fatal line instead of a busy loop or a traceback."""
+        def within(name: str, lo: float, hi: float, lo_open: bool = False) -> None:
+            v = float(gp(name))
+            if not (lo < v <= hi if lo_open else lo <= v <= hi):
+                raise ValueError(f"{name} must be within {'(' if lo_open else '['}{lo:g}, {hi:g}], got {v:g}")
+        within("rate_hz", 0.0, MAX_RATE_HZ, lo_open=True)
+        within("time_scale", 0.0, MAX_TIME_SCALE, lo_open=True)
+        within("battery_percent", 0.0, 100.0)
+        for name in ("background_cpu_load", "background_gpu_load"):
+            within(name, 0.0, 1.0)
+        reason = PlatformMonitorNode._ambient_error(gp("ambient_c"))
+        if reason:
+            raise ValueError(reason)
+        if not gp("simulated") and not Path(gp("sysfs_root")).is_dir():
+            raise ValueError(f"sysfs_root {str(gp('sysfs_root'))[:200]!r} is not a directory")
+
+    @staticmethod
+    def _ambient_error(value: float) -> str:
+        lo, hi = AMBIENT_RANGE_C
+        if math.isnan(value) or lo <= value <= hi:
+            return ""
+        return f"ambient_c must be NaN (the profile's) or within [{lo:g}, {hi:g}] C, got {value:g}"
 
     def _on_parameters(self, params) -> SetParametersResult:
         for prm in params:
@@ -72,6 +102,8 @@ class PlatformMonitorNode(Node):
                 v = prm.value
                 if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                     return SetParametersResult(successful=False, reason=f"{prm.name} must be within 0..1")
+            if prm.name == "ambient_c" and (reason := self._ambient_error(float(prm.value))):
+                return SetParametersResult(successful=False, reason=reason)
         if self.simulated:
             for prm in params:
                 if prm.name == "background_cpu_load":
@@ -80,7 +112,7 @@ class PlatformMonitorNode(Node):
                     self.sim.inject_load("gpu", float(prm.value))
                 elif prm.name == "charging":
                     self.sim.charging = bool(prm.value)
-                elif prm.name == "ambient_c" and math.isfinite(prm.value):
+                elif prm.name == "ambient_c" and not math.isnan(prm.value):
                     self.sim.ambient_c = float(prm.value)
         return SetParametersResult(successful=True)
 
