@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from dynofa_ros.perception.image_codec import ImageDecodeError, decode_compressed, decode_raw
+from dynofa_ros.perception import image_codec
+from dynofa_ros.perception.image_codec import (ImageDecodeError, check_compressed, check_raw, decode_compressed,
+                                               decode_raw)
 from dynofa_ros.perception.preprocess import Preprocessor
 from dynofa_ros.perception.serving import InferenceWorker, LatestFrameSlot
 from dynofa_ros.perception.stats import LatencyWindow, RateMeter
+from dynofa_ros.text import clip
+from image_samples import OTHER_FORMATS, encode_png, jpeg_header, png_bomb
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
@@ -69,6 +73,169 @@ def test_jpeg_and_png_round_trip_and_corrupt_jpeg():
         decode_compressed('jpeg', jpeg.tobytes()[:40])
     with pytest.raises(ImageDecodeError, match='empty'):
         decode_compressed('jpeg', b'')
+
+
+def _rejection_cost(fmt: str, blob: bytes) -> tuple[float, int, str]:
+    """Median seconds and peak traced bytes of rejecting `blob`, and the reason."""
+    import statistics
+    import tracemalloc
+    times = []
+    tracemalloc.start()
+    try:
+        for _ in range(5):
+            t0 = time.perf_counter()
+            with pytest.raises(ImageDecodeError) as caught:
+                decode_compressed(fmt, blob)
+            times.append(time.perf_counter() - t0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return statistics.median(times), peak, str(caught.value)
+
+
+@pytest.mark.parametrize('fmt,blob,declared', [
+    ('png', png_bomb(30000, 30000), '30000x30000'),
+    ('rgb8; png compressed rgb8', png_bomb(30000, 30000, colour_type=2), '30000x30000'),
+    ('mono16; png compressed mono16', png_bomb(20000, 20000, bit_depth=16), '20000x20000'),
+    ('bgr8; jpeg compressed bgr8', jpeg_header(60000, 60000), '60000x60000'),
+    ('jpeg', jpeg_header(65535, 65535, sof=0xC2), '65535x65535'),
+])
+def test_decompression_bombs_are_rejected_from_the_header_without_allocating(fmt, blob, declared):
+    seconds, peak, reason = _rejection_cost(fmt, blob)
+    assert f'oversized {"PNG" if "png" in fmt else "JPEG"} {declared}' in reason and 'max_pixels' in reason
+    # the decoded image would be >= 900 MB; a header check costs microseconds and a few kB
+    assert seconds < 0.010, f'{seconds * 1e3:.2f} ms'
+    assert peak < 256 * 1024, f'{peak} bytes traced'
+
+
+def test_max_pixels_is_the_limit_and_compressed_bytes_are_bounded():
+    check_compressed('png', png_bomb(100, 100), max_pixels=100 * 100)
+    with pytest.raises(ImageDecodeError, match='oversized PNG 100x101'):
+        check_compressed('png', png_bomb(100, 101), max_pixels=100 * 100)
+    with pytest.raises(ImageDecodeError, match='oversized compressed image'):
+        check_compressed('png', png_bomb(10, 10) + b'\0' * (8 * 10_000 + 2**20), max_pixels=10_000)
+    with pytest.raises(ImageDecodeError, match='oversized image 101x100'):
+        check_raw('mono8', 100, 101, 101, 101 * 100, max_pixels=100 * 100)
+
+
+@pytest.mark.parametrize('label', ['png', 'jpeg', 'bgr8; png compressed bgr8', 'mono8; jpeg compressed mono8'])
+@pytest.mark.parametrize('name', sorted(OTHER_FORMATS))
+def test_other_formats_labelled_jpeg_or_png_are_rejected_by_magic_bytes(name, label):
+    codec = 'png' if 'png' in label else 'jpeg'
+    with pytest.raises(ImageDecodeError, match=f'format says {codec} but the data is {name}'):
+        check_compressed(label, OTHER_FORMATS[name])
+
+
+def test_png_labelled_jpeg_and_unknown_bytes_are_rejected():
+    with pytest.raises(ImageDecodeError, match='format says jpeg but the data is png'):
+        check_compressed('jpeg', png_bomb(8, 8))
+    with pytest.raises(ImageDecodeError, match='format is empty but the data is unknown'):
+        check_compressed('', b'\x00garbage' * 8)
+    with pytest.raises(ImageDecodeError, match='unsupported compressed format'):
+        check_compressed('jpeg or png', png_bomb(8, 8))
+
+
+def _grey_reference() -> np.ndarray:
+    return np.kron(RGB[..., 0], np.ones((4, 4), np.uint8))
+
+
+@pytest.mark.parametrize('use_pillow', [False, True])
+def test_16_bit_png_is_scaled_to_the_8_bit_reference(use_pillow, monkeypatch):
+    pytest.importorskip('cv2')
+    if use_pillow:
+        pytest.importorskip('PIL')
+        monkeypatch.setattr(image_codec, 'cv2', None)
+    grey = _grey_reference()
+    wide = grey.astype(np.uint16) * 257
+    for fmt in ('png', '', 'mono16; png compressed mono16'):
+        decoded = decode_compressed(fmt, encode_png(wide))
+        assert decoded.dtype == np.uint8 and decoded.shape == grey.shape + (1,)
+        np.testing.assert_array_equal(decoded[..., 0], grey)
+    colour = np.dstack([grey, grey // 2, 255 - grey])
+    decoded = decode_compressed('rgb16; png compressed bgr16', encode_png(colour.astype(np.uint16) * 257))
+    assert decoded.dtype == np.uint8
+    assert np.abs(decoded.astype(int) - colour).max() <= (1 if use_pillow else 0)  # Pillow truncates
+
+
+def test_alpha_and_palette_pngs_decode_to_grey_or_rgb():
+    PIL = pytest.importorskip('PIL.Image')
+    import io
+    grey = _grey_reference()
+    for mode, channels in (('LA', 1), ('P', 3), ('RGBA', 3)):
+        buffer = io.BytesIO()
+        PIL.fromarray(grey).convert(mode).save(buffer, 'PNG')
+        decoded = decode_compressed('png', buffer.getvalue())
+        assert decoded.shape == grey.shape + (channels,) and decoded.dtype == np.uint8, mode
+        np.testing.assert_array_equal(decoded[..., 0], grey)
+
+
+@pytest.mark.parametrize('fmt,blob,reason', [
+    ('bgr8; png compressed bgr8', 'grey16', 'format says bgr8 but the data is a 16-bit grey PNG'),
+    ('mono8; png compressed mono8', 'grey16', 'format says mono8 but the data is a 16-bit grey PNG'),
+    ('mono16; png compressed mono16', 'grey8', 'format says mono16 but the data is a 8-bit grey PNG'),
+    ('16UC1; png compressed mono16', 'grey16', "depth source encoding '16UC1' is not intensity"),
+    ('32FC1; png compressed 32fc1', 'grey16', "depth source encoding '32FC1' is not intensity"),
+    ('16UC1; compressedDepth png', 'grey16', 'compressedDepth'),
+    ('bgr8; png compressed yuv422', 'grey8', 'unsupported compressed format'),
+])
+def test_the_format_string_is_checked_against_the_header(fmt, blob, reason):
+    grey = _grey_reference()
+    data = encode_png(grey.astype(np.uint16) * 257 if blob == 'grey16' else grey)
+    with pytest.raises(ImageDecodeError, match=reason):
+        decode_compressed(fmt, data)
+
+
+@pytest.mark.parametrize('blob,reason', [
+    (jpeg_header(64, 64, precision=12), 'unsupported 12-bit JPEG'),
+    (jpeg_header(64, 64, components=4), 'unsupported JPEG with 4 components'),
+    (jpeg_header(64, 64, sof=0xC3), r'unsupported JPEG coding process \(SOF3\)'),
+    (b'\xff\xd8\xff\xda' + b'\0' * 20, 'image data before any SOF'),
+    (b'\xff\xd8' + b'\xff\xfe\x00\x04ab' * 300, 'no SOF header in the first 256 segments'),
+    (png_bomb(64, 64)[:20], 'no IHDR chunk first'),
+    (png_bomb(64, 64)[:29] + b'\0\0\0\0', 'IHDR checksum mismatch'),
+])
+def test_unsupported_or_corrupt_headers_are_rejected_before_decoding(blob, reason):
+    with pytest.raises(ImageDecodeError, match=reason):
+        check_compressed('', blob)
+
+
+def test_a_jpeg_with_metadata_segments_is_found_and_decoded():
+    cv2 = pytest.importorskip('cv2')
+    grey = _grey_reference()
+    ok, jpeg = cv2.imencode('.jpg', grey, [cv2.IMWRITE_JPEG_QUALITY, 95, cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    blob = jpeg.tobytes()
+    comment = b'\xff\xfe' + (2 + 1000).to_bytes(2, 'big') + b'c' * 1000  # a COM segment before the SOF
+    info = check_compressed('mono8; jpeg compressed mono8', blob[:2] + comment * 3 + blob[2:])
+    assert (info.codec, info.width, info.height, info.channels, info.bit_depth) == ('jpeg', 28, 20, 1, 8)
+    decoded = decode_compressed('jpeg', blob[:2] + comment * 3 + blob[2:])
+    assert decoded.shape == (20, 28, 1) and np.abs(decoded[..., 0].astype(int) - grey).mean() < 8
+
+
+@pytest.mark.parametrize('encoding', ['16UC1', '32FC1', '16SC1', '64FC1'])
+def test_depth_encodings_are_not_classified_as_intensity(encoding):
+    with pytest.raises(ImageDecodeError, match=f"depth encoding '{encoding}' is not intensity"):
+        decode_raw(encoding, 2, 2, 16, False, b'\0' * 32)
+
+
+def test_raw_data_must_match_step_times_height():
+    with pytest.raises(ImageDecodeError, match='data has 36 bytes, expected step\\*height = 35'):
+        decode_raw('mono8', 5, 7, 7, False, b'\0' * 36)
+
+
+def test_huge_input_strings_give_short_messages():
+    for call in (lambda: check_raw('x' * 2**20, 2, 2, 2, 4), lambda: check_compressed('y' * 2**20, b'png'),
+                 lambda: check_compressed('z' * 200 + '; png compressed w' * 3, png_bomb(4, 4))):
+        with pytest.raises(ImageDecodeError) as caught:
+            call()
+        assert len(str(caught.value)) < 200 and '...' in str(caught.value)
+
+
+def test_clip_caps_and_escapes_input_strings():
+    assert clip('bgr8') == 'bgr8'
+    assert clip('a' * 2**20) == 'a' * 64 + '...'
+    assert clip('forged\n[WARN] line', 10) == 'forged\\n[W...'
+    assert '\n' not in clip('x\n' * 100) and len(clip('\x00' * 1000)) == 64 + 3
+    assert clip(ValueError('bad')) == 'bad'
 
 
 def test_preprocess_resizes_converts_and_normalises():

@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from dynofa_ros.perception.image_codec import (DEFAULT_MAX_PIXELS, SUPPORTED_ENCODINGS, ImageDecodeError,
+from dynofa_ros.perception.image_codec import (DEFAULT_MAX_PIXELS, ImageDecodeError,
                                                check_compressed as check_compressed_fields, check_raw,
                                                decode_compressed, decode_raw)
+from dynofa_ros.text import clip
 
 try:
     from cv_bridge import CvBridge, CvBridgeError
@@ -18,14 +19,13 @@ except ImportError:  # not installable from PyPI; the numpy path is equivalent f
 def image_to_array(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """HxWx3 RGB or HxWx1 mono uint8; raises ImageDecodeError on malformed or unsupported input."""
     check_image(msg, max_pixels)
-    if _BRIDGE is not None and msg.encoding in SUPPORTED_ENCODINGS and msg.height * msg.width > 0 \
-            and len(msg.data) >= msg.step * msg.height:
+    if _BRIDGE is not None:
         try:
-            target = 'mono8' if msg.encoding in ('mono8', 'mono16', '8UC1', '16UC1') else 'rgb8'
+            target = 'mono8' if msg.encoding in ('mono8', 'mono16', '8UC1') else 'rgb8'
             array = _BRIDGE.imgmsg_to_cv2(msg, desired_encoding=target)
             return array[..., None] if array.ndim == 2 else array
         except CvBridgeError as exc:
-            raise ImageDecodeError(str(exc)) from exc
+            raise ImageDecodeError(f'cv_bridge: {clip(exc, 120)}') from exc
     return decode_raw(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data,
                       max_pixels)
 
@@ -37,7 +37,7 @@ def check_image(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
 
 def check_compressed(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """O(1) checks of size, format and header, so a decompression bomb never reaches the decoder."""
-    check_compressed_fields(msg.format, msg.data, max_pixels)
+    check_compressed_fields(msg.format, msg.data, max_pixels)  # the header info is re-read when decoding
 
 
 def compressed_to_array(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
