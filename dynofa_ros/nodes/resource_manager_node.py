@@ -1,6 +1,10 @@
 """Runtime resource manager node: feeds targets, platform state and workload status into the ROS-free
 `ResourcePolicy` and publishes its sub-network and frequency decisions.
 
+A managed (lifecycle) node: parameters are declared at construction, `configure` loads the device profile
+and the tables and creates the policy, publishers, subscriptions and timers, `activate` starts deciding
+and publishing, `deactivate` stops, `cleanup` frees (`autostart`, the default, runs configure + activate).
+
 Decisions are recomputed on every input message (a tighter target or a load spike acts at once, not at
 the next tick), on a control timer, and after a parameter change; they are published when they change
 and re-published every `refresh_period_s` so late subscribers catch up.
@@ -12,13 +16,12 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState, Temperature
 
 from dynofa_ros.manager.policy import (PlatformState, PolicyConfig, PolicyDecision, ResourcePolicy, Target,
                                        UnknownWorkload, WorkloadFeedback)
-from dynofa_ros.nodes.lifecycle import run_node
+from dynofa_ros.nodes.lifecycle import ManagedNode, run_node
 from dynofa_ros.nodes.parameters import describe
 from dynofa_ros.msg import (DomainFrequency, FrequencyDecision, PerformanceTarget, PlatformLoad, SubnetDecision,
                             WorkloadStatus)
@@ -28,7 +31,7 @@ from dynofa_ros.platform.profiles import load_profile
 _TARGET_FIELDS = ("max_latency_ms", "min_accuracy", "max_energy_mj", "priority")
 
 
-class ResourceManagerNode(Node):
+class ResourceManagerNode(ManagedNode):
     def __init__(self) -> None:
         super().__init__("resource_manager")
         p = self.declare_parameter
@@ -66,34 +69,20 @@ class ResourceManagerNode(Node):
             p(f"{w}.rate_hz", 0.0, describe(f"{w}: frame rate assumed until its status reports one (0: 30 Hz)",
                                          read_only=True))
 
+        self.policy: ResourcePolicy | None = None  # built by configure
+        self._pubs: list = []  # what configure creates and cleanup destroys
+        self._subs: list = []
+        self._timers: list = []
+        self._deciding = False  # between activate and deactivate
+        self.add_on_set_parameters_callback(self._on_parameters)
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def configure(self) -> None:
+        """Load the device profile and the tables, build the policy, create the topics and timers."""
         gp = lambda n: self.get_parameter(n).value  # noqa: E731
         profile = load_profile(gp("device_profile"))
         self.dry_run = bool(gp("dry_run"))
-        cfg = PolicyConfig(memory_budget_mb=float(gp("memory_budget_mb")),
-                           memory_reserve_mb=float(gp("memory_reserve_mb")), min_dwell_s=float(gp("min_dwell_s")),
-                           up_margin=float(gp("up_margin")), time_budget_ms=float(gp("time_budget_ms")),
-                           frequency_applied=not self.dry_run, throttle_c=profile.thermal.throttle_c,
-                           latency_stat=str(gp("latency_stat")))
-        if cfg.latency_stat not in ("p95", "median"):
-            raise ValueError(f"latency_stat must be 'p95' or 'median', got {cfg.latency_stat!r}")
-        self.policy = ResourcePolicy(profile.domains, cfg)
-        default_table = gp("operating_points") or str(default_table_path())
-        tables = {}
-        for w in self.workload_names:
-            path = gp(f"{w}.operating_points") or default_table
-            if not path:
-                raise RuntimeError("no operating-point table: set the `operating_points` parameter")
-            if path not in tables:
-                tables[path] = load_table(path)
-            t = Target(*(float(gp(f"{w}.{f}")) for f in _TARGET_FIELDS[:3]), int(gp(f"{w}.priority")))
-            problem = Target.problem(t.max_latency_ms, t.min_accuracy, t.max_energy_mj, t.priority)
-            if problem:
-                raise ValueError(f"parameter {w}: {problem}")
-            self.policy.add_workload(w, tables[path], gp(f"{w}.device_key") or gp("device_key"), t,
-                                     rate_hz=float(gp(f"{w}.rate_hz")))
-        self.get_logger().info(f"managing {self.workload_names} with profile {profile.name} (modelled power), "
-                               f"tables {sorted(tables)}, dry_run={self.dry_run}")
-
+        self.policy = self._build_policy(profile, gp)
         self.platform = PlatformState()
         self._temps: dict[str, float] = {}
         self._last_subnet: dict[str, str] = {}
@@ -101,20 +90,73 @@ class ResourceManagerNode(Node):
         self._last_refresh = time.monotonic()
         self._decision: PolicyDecision | None = None
         self._warned: set[str] = set()
-        self._events = 0
-        self.pub_subnet = self.create_publisher(SubnetDecision, "subnet_decision", 10)
-        self.pub_freq = self.create_publisher(FrequencyDecision, "frequency_decision", 10)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(PerformanceTarget, "performance_target", self._on_target, 10)
-        self.create_subscription(BatteryState, "battery_state", self._on_battery, 10)
-        self.create_subscription(Temperature, "temperature", self._on_temperature, 50)
-        self.create_subscription(PlatformLoad, "platform_load", self._on_load, 10)
-        self.create_subscription(WorkloadStatus, "workload_status", self._on_status, 10)
-        self.add_on_set_parameters_callback(self._on_parameters)
         self.refresh_period = float(gp("refresh_period_s"))
-        self.create_timer(1.0 / max(0.1, float(gp("control_rate_hz"))), lambda: self._step("timer"))
-        self.create_timer(float(gp("diagnostics_period_s")), self._publish_diagnostics)
-        self._step("start")
+        self._create_io(float(gp("control_rate_hz")), float(gp("diagnostics_period_s")))
+
+    def _build_policy(self, profile, gp) -> ResourcePolicy:
+        cfg = PolicyConfig(memory_budget_mb=float(gp("memory_budget_mb")),
+                           memory_reserve_mb=float(gp("memory_reserve_mb")), min_dwell_s=float(gp("min_dwell_s")),
+                           up_margin=float(gp("up_margin")), time_budget_ms=float(gp("time_budget_ms")),
+                           frequency_applied=not self.dry_run, throttle_c=profile.thermal.throttle_c,
+                           latency_stat=str(gp("latency_stat")))
+        if cfg.latency_stat not in ("p95", "median"):
+            raise ValueError(f"latency_stat must be 'p95' or 'median', got {cfg.latency_stat!r}")
+        policy = ResourcePolicy(profile.domains, cfg)
+        default_table = gp("operating_points") or str(default_table_path())
+        tables = {}
+        for w in self.workload_names:
+            path = gp(f"{w}.operating_points") or default_table
+            if path not in tables:
+                tables[path] = load_table(path)
+            t = Target(*(float(gp(f"{w}.{f}")) for f in _TARGET_FIELDS[:3]), int(gp(f"{w}.priority")))
+            problem = Target.problem(t.max_latency_ms, t.min_accuracy, t.max_energy_mj, t.priority)
+            if problem:
+                raise ValueError(f"parameter {w}: {problem}")
+            policy.add_workload(w, tables[path], gp(f"{w}.device_key") or gp("device_key"), t,
+                                rate_hz=float(gp(f"{w}.rate_hz")))
+        self.get_logger().info(f"managing {self.workload_names} with profile {profile.name} (modelled power), "
+                               f"tables {sorted(tables)}, dry_run={self.dry_run}")
+        return policy
+
+    def _create_io(self, control_rate_hz: float, diagnostics_period_s: float) -> None:
+        pub = self.create_lifecycle_publisher
+        self.pub_subnet = pub(SubnetDecision, "subnet_decision", 10)
+        self.pub_freq = pub(FrequencyDecision, "frequency_decision", 10)
+        self.pub_diag = pub(DiagnosticArray, "/diagnostics", 10)
+        sub = self.create_subscription
+        subs = [sub(PerformanceTarget, "performance_target", self._on_target, 10),
+                sub(BatteryState, "battery_state", self._on_battery, 10),
+                sub(Temperature, "temperature", self._on_temperature, 50),
+                sub(PlatformLoad, "platform_load", self._on_load, 10),
+                sub(WorkloadStatus, "workload_status", self._on_status, 10)]
+        self._timers = [self.create_timer(1.0 / control_rate_hz, lambda: self._step("timer")),
+                        self.create_timer(diagnostics_period_s, self._publish_diagnostics)]
+        for t in self._timers:
+            t.cancel()  # ticking starts on activate
+        self._pubs, self._subs = [self.pub_subnet, self.pub_freq, self.pub_diag], subs
+
+    def activate(self) -> None:
+        self._deciding = True
+        for t in self._timers:
+            t.reset()
+        self._step("activate")
+
+    def deactivate(self) -> None:
+        self._deciding = False
+        for t in self._timers:
+            t.cancel()
+
+    def cleanup(self) -> None:
+        """Destroy what configure created; safe to call twice or when never configured."""
+        self._deciding = False
+        for t in self._timers:
+            self.destroy_timer(t)
+        for s in self._subs:
+            self.destroy_subscription(s)
+        for pub in self._pubs:
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs, self._subs, self._timers = [], [], []
+        self.policy = None
 
     # ------------------------------------------------------------------------------------------ inputs
     def _on_target(self, msg: PerformanceTarget) -> None:
@@ -181,13 +223,16 @@ class ResourceManagerNode(Node):
                 other[prm.name] = bool(prm.value)
         targets = {}
         for w, fields in pending.items():
-            cur = self.policy.target(w)
-            vals = {f: fields.get(f, getattr(cur, f)) for f in _TARGET_FIELDS}
+            cur = {f: (getattr(self.policy.target(w), f) if self.policy else self.get_parameter(f"{w}.{f}").value)
+                   for f in _TARGET_FIELDS}
+            vals = {f: fields.get(f, cur[f]) for f in _TARGET_FIELDS}
             problem = Target.problem(*(float(vals[f]) for f in _TARGET_FIELDS))
             if problem:
                 return SetParametersResult(successful=False, reason=f"{w}: {problem}")
             targets[w] = Target(float(vals["max_latency_ms"]), float(vals["min_accuracy"]),
                                 float(vals["max_energy_mj"]), int(vals["priority"]))
+        if self.policy is None:
+            return SetParametersResult(successful=True)  # validated; configure reads the stored values
         for w, t in targets.items():
             self.policy.set_target(w, t)
             self.get_logger().info(f"retarget {w} (parameter): {t}")
@@ -209,6 +254,8 @@ class ResourceManagerNode(Node):
 
     # ------------------------------------------------------------------------------------------ decide
     def _step(self, why: str) -> None:
+        if not self._deciding:
+            return  # configured but inactive: inputs are kept, nothing is decided or published
         d = self.policy.decide(time.monotonic())
         self._decision = d
         now = time.monotonic()
