@@ -14,14 +14,16 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack('>I', len(payload)) + kind + payload + struct.pack('>I', zlib.crc32(kind + payload))
 
 
-def png_bomb(width: int, height: int, colour_type: int = 0, bit_depth: int = 8, idat_rows: int = 16) -> bytes:
+def png_bomb(width: int, height: int, colour_type: int = 0, bit_depth: int = 8, idat_rows: int = 16,
+             filler_bytes: int = 0) -> bytes:
     """A valid PNG header declaring width x height, with an IDAT holding only the first `idat_rows` rows
-    (zeros): small on the wire, width*height*channels bytes once decoded."""
+    (zeros), plus `filler_bytes` of incompressible IDAT data to reach a real bomb's size on the wire."""
     channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour_type]
     row = b'\0' * (1 + width * channels * bit_depth // 8)  # filter byte + pixels
     ihdr = struct.pack('>IIBBBBB', width, height, bit_depth, colour_type, 0, 0, 0)
+    filler = np.random.default_rng(0).integers(0, 256, filler_bytes, dtype=np.uint8).tobytes()
     return PNG_SIGNATURE + png_chunk(b'IHDR', ihdr) + png_chunk(b'IDAT', zlib.compress(row * idat_rows, 9)) \
-        + png_chunk(b'IEND', b'')
+        + (png_chunk(b'IDAT', filler) if filler else b'') + png_chunk(b'IEND', b'')
 
 
 def jpeg_header(width: int, height: int, precision: int = 8, components: int = 3, sof: int = 0xC0) -> bytes:
