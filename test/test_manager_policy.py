@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from dynofa_ros import targets
 from dynofa_ros.manager.policy import (FrequencyDomain, PlatformState, PolicyConfig, ResourcePolicy, Target,
                                        UnknownWorkload, WorkloadFeedback, latency_scale)
 from dynofa_ros.operating_points import table_from_dict
@@ -275,11 +276,17 @@ def test_unknown_workload_and_target_validation():
         pol.set_target("nope", Target(max_latency_ms=3.0))
     with pytest.raises(UnknownWorkload):
         pol.update_feedback("nope", WorkloadFeedback("p0", 1.0), 0.0)
-    assert Target.problem(math.nan, 0, 0, 0) and "finite" in Target.problem(math.nan, 0, 0, 0)
-    assert "must be >= 0" in Target.problem(-1.0, 0, 0, 0)
-    assert Target.problem(5.0, 1.5, 0, 0)
-    assert Target.problem(5.0, 0.9, 0.0, 3) is None
-    assert Target.from_fields(math.nan, 0.0, math.nan, 2) == Target(0.0, 0.0, 0.0, 2)
+    # one target semantics (dynofa_ros/targets.py): the policy's Target is that one; NaN, inf and negative
+    # values are rejected with the reason, 0 means no constraint
+    assert Target is targets.Target
+    for bad, why in (((math.nan, 0, 0, 0), "finite"), ((math.inf, 0, 0, 0), "finite"), ((-1.0, 0, 0, 0), ">= 0"),
+                     ((5.0, 1.5, 0, 0), "fraction")):
+        with pytest.raises(targets.InvalidTarget, match=why):
+            Target(*bad)
+        with pytest.raises(targets.InvalidTarget, match=why):
+            targets.parse_target(*bad)
+    assert targets.parse_target(5.0, 0.9, 0.0, 3) == Target(5.0, 0.9, 0.0, 3)
+    assert targets.parse_target(0.0, 0.0, 0.0, 2) == Target(priority=2)
     with pytest.raises(ValueError, match="not measured on 'cuda'"):
         pol.add_workload("gpu_cam", make_table(), "cuda")
     # a GPU workload on a CPU-only profile: points are chosen, no GPU frequency is ever decided

@@ -27,6 +27,7 @@ from dynofa_ros.msg import (DomainFrequency, FrequencyDecision, PerformanceTarge
                             WorkloadStatus)
 from dynofa_ros.operating_points import default_table_path, load_table
 from dynofa_ros.platform.profiles import load_profile
+from dynofa_ros.targets import InvalidTarget, parse_target, target_problem
 
 _TARGET_FIELDS = ("max_latency_ms", "min_accuracy", "max_energy_mj", "priority")
 
@@ -109,7 +110,7 @@ class ResourceManagerNode(ManagedNode):
             if path not in tables:
                 tables[path] = load_table(path)
             t = Target(*(float(gp(f"{w}.{f}")) for f in _TARGET_FIELDS[:3]), int(gp(f"{w}.priority")))
-            problem = Target.problem(t.max_latency_ms, t.min_accuracy, t.max_energy_mj, t.priority)
+            problem = target_problem(t.max_latency_ms, t.min_accuracy, t.max_energy_mj, t.priority)
             if problem:
                 raise ValueError(f"parameter {w}: {problem}")
             policy.add_workload(w, tables[path], gp(f"{w}.device_key") or gp("device_key"), t,
@@ -160,7 +161,11 @@ class ResourceManagerNode(ManagedNode):
 
     # ------------------------------------------------------------------------------------------ inputs
     def _on_target(self, msg: PerformanceTarget) -> None:
-        t = Target.from_fields(msg.max_latency_ms, msg.min_accuracy, msg.max_energy_mj, msg.priority)
+        try:
+            t = parse_target(msg.max_latency_ms, msg.min_accuracy, msg.max_energy_mj, msg.priority)
+        except InvalidTarget as exc:
+            self._warn_once(f"invalid:{msg.workload}", f"ignoring performance target for {msg.workload!r}: {exc}")
+            return
         try:
             self.policy.set_target(msg.workload, t)
         except UnknownWorkload as exc:
@@ -226,7 +231,7 @@ class ResourceManagerNode(ManagedNode):
             cur = {f: (getattr(self.policy.target(w), f) if self.policy else self.get_parameter(f"{w}.{f}").value)
                    for f in _TARGET_FIELDS}
             vals = {f: fields.get(f, cur[f]) for f in _TARGET_FIELDS}
-            problem = Target.problem(*(float(vals[f]) for f in _TARGET_FIELDS))
+            problem = target_problem(*(float(vals[f]) for f in _TARGET_FIELDS))
             if problem:
                 return SetParametersResult(successful=False, reason=f"{w}: {problem}")
             targets[w] = Target(float(vals["max_latency_ms"]), float(vals["min_accuracy"]),

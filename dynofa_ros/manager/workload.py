@@ -1,0 +1,115 @@
+"""Per-workload state: its operating points, target, current point, and the measured-latency model
+correction (feedback ratios and pins), as in the Dynamic-OFA reference runtime loop."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from dynofa_ros.manager.types import PolicyConfig, WorkloadFeedback
+from dynofa_ros.operating_points import OperatingPoint
+from dynofa_ros.targets import Target
+
+
+@dataclass
+class WorkloadState:
+    name: str
+    device_key: str
+    kind: str
+    points: list[OperatingPoint]            # sorted fastest first
+    base: list[float]                       # table latency of points (ms)
+    target: Target
+    rate_hz: float
+    current: OperatingPoint | None = None
+    last_switch: float = -math.inf
+    last_direction: int = 0                 # +1: last switch went to a slower point, -1: to a faster one
+    urgent: bool = True                     # retarget pending: next decision may switch at once
+    ratios: dict[str, float] = field(default_factory=dict)   # measured/modelled latency per point id
+    pinned: dict[str, float] = field(default_factory=dict)   # point id -> until when it may not be re-entered
+    pin_count: dict[str, int] = field(default_factory=dict)
+    feedback: WorkloadFeedback | None = None
+    feedback_at: float = -math.inf          # when the last accepted status arrived
+    predicted_raw_ms: float = math.nan      # model latency (no feedback) of the current point, last decision
+    materialised: list[str] = field(default_factory=list)
+    index: dict[str, int] = field(default_factory=dict)    # point id -> position in `points`
+    _factors: tuple[float, list[float]] | None = field(default=None, repr=False)
+
+    @property
+    def current_index(self) -> int:
+        return self.index[self.current.id] if self.current is not None else -1
+
+    def ratio(self, p: OperatingPoint) -> float:
+        return self.ratios.get(p.id, 1.0)
+
+    def factors(self, now: float) -> list[float]:
+        """Feedback correction per point: the current point and faster ones (stepping down) take the
+        current point's measured ratio; a slower point is predicted from the table (stepping up is
+        optimistic) unless it was left for being measured too slow, then it is pinned to its own measured
+        ratio for a while so the manager does not bounce straight back. Cached until `now` or the state
+        changes (a decision asks for it several times)."""
+        if self._factors is None or self._factors[0] != now:
+            self._factors = (now, self._compute_factors(now))
+        return self._factors[1]
+
+    def _compute_factors(self, now: float) -> list[float]:
+        if self.current is None:
+            return [1.0] * len(self.points)
+        ci = self.index[self.current.id]
+        cur_ratio = self.ratio(self.current)
+        out = []
+        for i, p in enumerate(self.points):
+            if i == ci or self.base[i] <= self.base[ci]:
+                out.append(cur_ratio)
+            elif self.pinned.get(p.id, -math.inf) > now:
+                out.append(max(1.0, self.ratio(p)))
+            else:
+                out.append(1.0)
+        return out
+
+    def util(self, lat_ms: float) -> float:
+        return min(1.0, lat_ms * self.rate_hz / 1000.0)
+
+    def own_load(self, now: float, max_age_s: float) -> float:
+        """Busy share this workload explains by its last fresh status (rate x latency); 0 when expired."""
+        fb = self.feedback
+        if fb is None or now - self.feedback_at > max_age_s:
+            return 0.0
+        if math.isfinite(fb.output_rate_hz) and math.isfinite(fb.latency_p50_ms):
+            return fb.output_rate_hz * fb.latency_p50_ms / 1000.0
+        return 0.0
+
+    def record(self, fb: WorkloadFeedback, now: float, config: PolicyConfig) -> bool:
+        """Take a status; True when it updated the current point's ratio. A status measured more than
+        `feedback_max_age_s` ago is ignored altogether."""
+        if math.isfinite(fb.stamp_s) and now - fb.stamp_s > config.feedback_max_age_s:
+            return False
+        self.feedback, self.feedback_at = fb, now
+        if math.isfinite(fb.input_rate_hz) and fb.input_rate_hz > 0:
+            self.rate_hz = fb.input_rate_hz
+        # compare like with like: the measured statistic the targets are judged on
+        p95 = config.latency_stat == "p95" and fb.latency_p95_ms > 0
+        measured = fb.latency_p95_ms if p95 else fb.latency_p50_ms
+        if (self.current is None or fb.active_subnet_id != self.current.id
+                or now - self.last_switch < config.feedback_settle_s
+                or not (measured > 0) or not (self.predicted_raw_ms > 0)):
+            return False
+        lo, hi = config.feedback_clamp
+        sample = min(hi, max(lo, measured / self.predicted_raw_ms))
+        r = self.ratio(self.current)
+        self.ratios[self.current.id] = r + config.feedback_alpha * (sample - r)
+        self._factors = None
+        return True
+
+    def switch_to(self, i: int, factor: float, now: float, config: PolicyConfig) -> None:
+        """Make point `i` current. A more accurate point left while measured slower than its model is
+        pinned (whatever the target: latency or energy), for longer on each repeat."""
+        p, old = self.points[i], self.current
+        if old is not None:
+            oi = self.index[old.id]
+            if p.accuracy < old.accuracy and self.ratio(old) > 1.0 + config.feedback_deadband:
+                k = self.pin_count[old.id] = self.pin_count.get(old.id, 0) + 1
+                self.pinned[old.id] = now + config.pin_s * 2 ** min(4, k - 1)
+            self.last_direction = 1 if i > oi else -1
+        self.last_switch = now
+        self.current = p
+        self._factors = None
+        self.ratios[p.id] = factor   # entered on this estimate; measurements take over after settling
