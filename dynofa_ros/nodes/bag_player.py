@@ -1,105 +1,194 @@
-"""Replay a rosbag2 (sqlite3 or mcap) into the graph, publishing /clock, where `ros2 bag` is not installed.
+"""Replay a rosbag2 into the graph with a steady /clock, where `ros2 bag play` is not installed.
 
-    ros2 run dynofa_ros bag_player --ros-args -p bag:=/path/to/bag -p loop:=true
-Nodes set `use_sim_time:=true` to follow the bag's clock, as with `ros2 bag play --clock`. Reading goes
-through `rosbags` and the raw CDR is deserialised by rclpy into an allowlisted set of message types;
-nothing from the bag is imported, evaluated or unpickled.
+    ros2 run dynofa_ros bag_player --ros-args -p bag:=/path/to/bag -p loop:=true -r /image:=/cam/image
+`bag` is a bag folder (with or without metadata.yaml) or a single .db3 / .mcap file (dynofa_ros/bags.py
+reads it). Topics are offered with their recorded QoS, /clock ticks at `clock_rate_hz` like
+`ros2 bag play --clock`, and nodes set `use_sim_time:=true` to follow it. The raw CDR is deserialised by
+rclpy into an allowlisted set of message types (which also rejects a corrupt message before it reaches
+a subscriber); nothing from the bag is imported, evaluated or unpickled. A bad bag or parameter is one
+fatal line and exit code 1.
 """
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.duration import Duration
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import BatteryState, CompressedImage, Image, Temperature
+from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image, Temperature
 
+from dynofa_ros.bags import Bag, BagError, BagTopic, ReplayQos, Timeline, check_positive, replay_qos, \
+    select_topics
 from dynofa_ros.msg import PerformanceTarget, PlatformLoad
+from dynofa_ros.nodes.lifecycle import run_node
 from dynofa_ros.nodes.parameters import describe
 
 REPLAYABLE = {
     'sensor_msgs/msg/Image': Image, 'sensor_msgs/msg/CompressedImage': CompressedImage,
+    'sensor_msgs/msg/CameraInfo': CameraInfo,
     'sensor_msgs/msg/BatteryState': BatteryState, 'sensor_msgs/msg/Temperature': Temperature,
     'dynofa_ros/msg/PlatformLoad': PlatformLoad, 'dynofa_ros/msg/PerformanceTarget': PerformanceTarget,
     'diagnostic_msgs/msg/DiagnosticArray': DiagnosticArray,
 }
+FALLBACK_DRAIN_S = 0.5  # without wait_for_all_acked: time given to the last messages before exit
 
 
 def _time(nanoseconds: int) -> Time:
     return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
 
+def qos_profile(qos: ReplayQos) -> QoSProfile:
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_ALL if qos.keep_all else HistoryPolicy.KEEP_LAST, depth=qos.depth,
+        reliability=ReliabilityPolicy.BEST_EFFORT if qos.reliability == 'best_effort'
+        else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if qos.durability == 'transient_local'
+        else DurabilityPolicy.VOLATILE)
+
+
 class BagPlayer(Node):
+    """Opens and checks the bag and declares every publisher at construction; plays from a timer."""
+
     def __init__(self) -> None:
         super().__init__('bag_player')
-        self.bag = Path(self.declare_parameter('bag', '', describe('rosbag2 folder to replay.')).value)
-        self.rate = self.declare_parameter('rate', 1.0, describe('Playback speed factor.')).value
-        self.loop = self.declare_parameter('loop', False, describe('Start again at the end (time jumps '
-                                                                    'backwards; nodes must cope).')).value
-        self.wait_s = self.declare_parameter('wait_for_subscribers_s', 5.0, describe(
-            'Before playing, wait up to this long for every replayed topic to have a subscriber '
-            '(messages published before discovery completes are lost).')).value
-        if not self.bag.is_dir():
-            raise FileNotFoundError(f'bag folder {self.bag} does not exist')
-        if self.rate <= 0:
-            raise ValueError(f'rate must be positive, got {self.rate}')
-        self.clock_pub = self.create_publisher(Clock, '/clock', 10)
-        self.publishers_by_topic: dict[str, object] = {}
+        self._declare()
+        self.bag = Bag(self.bag_path)
+        try:
+            self._create_publishers()
+        except BaseException:
+            self.bag.close()
+            raise
+        self.clock_pub = self.create_publisher(Clock, '/clock', 10) if self.clock_period_s else None
+        self._start = self.create_timer(0.0, self._play)
+
+    def _declare(self) -> None:
+        def param(name, default, text):
+            return self.declare_parameter(name, default, describe(text, read_only=True)).value
+        self.bag_path = param('bag', '', 'Bag folder (with or without metadata.yaml), .db3 or .mcap file.')
+        self.rate = check_positive('rate', param('rate', 1.0, 'Playback speed factor (> 0).'))
+        self.loop = param('loop', False, 'Start again at the end (time jumps backwards; nodes must cope).')
+        self.topics = list(param('topics', [''], 'Replay only these topics (bag names, before any '
+                                 '-r remapping); empty: every replayable topic.'))
+        clock_hz = check_positive('clock_rate_hz', param(
+            'clock_rate_hz', 40.0, 'Publish /clock at this wall-clock rate, carrying bag time that runs '
+            'at `rate` (like ros2 bag play --clock); 0: no /clock.'), allow_zero=True)
+        self.clock_period_s = 1.0 / clock_hz if clock_hz else 0.0
+        self.wait_s = check_positive('wait_for_subscribers_s', param(
+            'wait_for_subscribers_s', 5.0, 'Once, before the first pass: wait up to this long for every '
+            'replayed topic to have a subscriber (messages sent before discovery are lost).'),
+            allow_zero=True)
+        self.ack_timeout_s = check_positive('ack_timeout_s', param(
+            'ack_timeout_s', 5.0, 'At the end, wait up to this long for reliable subscribers to '
+            'acknowledge the last messages.'), allow_zero=True)
+        self.topics = [t for t in self.topics if t]
+        if not self.bag_path:
+            raise ValueError('parameter bag is required: a bag folder, .db3 or .mcap file')
+
+    def _create_publishers(self) -> None:
+        play, warnings = select_topics(self.bag.topics.values(), REPLAYABLE, self.topics)
+        for warning in warnings:
+            self.get_logger().warning(warning)
+        if not play:
+            raise BagError(f'{self.bag.path}: nothing to replay (topics in the bag: '
+                           f'{sorted(f"{t.name} ({t.msgtype})" for t in self.bag.topics.values())})')
+        self.publishers_by_topic = {topic.name: self._publisher(topic) for topic in play}
+
+    def _publisher(self, topic: BagTopic):
+        qos, note = replay_qos(topic.offered)
+        if note:
+            self.get_logger().warning(f'{topic.name}: {note}')
+        publisher = self.create_publisher(REPLAYABLE[topic.msgtype], topic.name, qos_profile(qos))
+        self.get_logger().info(f'replaying {topic.name} ({topic.msgtype}, {topic.count} messages) on '
+                               f'{publisher.topic_name}: {qos.reliability}, {qos.durability}, '
+                               f'{"keep all" if qos.keep_all else f"depth {qos.depth}"}')
+        return publisher
+
+    def _play(self) -> None:
+        """Every pass, then exit: SystemExit leaves rclpy.spin, and run_node cleans up."""
+        self._start.cancel()
+        try:
+            self._wait_for_subscribers()
+            while self.context.ok():
+                count = self.play_once()
+                self.get_logger().info(f'replayed {count} messages from {self.bag.path}')
+                if not self.loop or count == 0:
+                    break
+            self._wait_for_delivery()
+        except BagError as exc:
+            self.get_logger().fatal(f'cannot play: {exc}')
+            raise SystemExit(1) from None
+        raise SystemExit(0)
 
     def play_once(self) -> int:
-        """Replay the bag at `rate`, publishing /clock at message times; returns messages published."""
-        from rosbags.rosbag2 import Reader
-        published = 0
-        with Reader(self.bag) as reader:
-            connections = [c for c in reader.connections if c.msgtype in REPLAYABLE]
-            skipped = sorted({f'{c.topic} ({c.msgtype})' for c in reader.connections} -
-                             {f'{c.topic} ({c.msgtype})' for c in connections})
-            if skipped:
-                self.get_logger().warning(f'not replaying topics of unsupported types: {skipped}')
-            for connection in connections:
-                if connection.topic not in self.publishers_by_topic:
-                    self.publishers_by_topic[connection.topic] = self.create_publisher(
-                        REPLAYABLE[connection.msgtype], connection.topic, 10)
-            self._wait_for_subscribers()
-            wall_start, bag_start = time.monotonic(), None
-            for connection, stamp_ns, raw in reader.messages(connections=connections):
-                bag_start = stamp_ns if bag_start is None else bag_start
-                delay = (stamp_ns - bag_start) / 1e9 / self.rate - (time.monotonic() - wall_start)
-                if delay > 0:
-                    time.sleep(delay)
-                if not rclpy.ok():
-                    break
-                self.clock_pub.publish(Clock(clock=_time(stamp_ns)))
-                message = deserialize_message(bytes(raw), REPLAYABLE[connection.msgtype])
-                self.publishers_by_topic[connection.topic].publish(message)
-                published += 1
+        """One pass at `rate`, /clock ticking in between; returns the number of messages published."""
+        published, timeline, next_tick = 0, None, 0.0
+        for topic, stamp_ns, raw in self.bag.messages(self.publishers_by_topic):
+            if timeline is None:
+                timeline = Timeline(stamp_ns, time.monotonic(), self.rate)
+                next_tick = timeline.wall_start
+            next_tick = self._sleep_until(timeline.wall_at(stamp_ns), timeline, next_tick)
+            if not self.context.ok():
+                break
+            msg_type = self.publishers_by_topic[topic].msg_type
+            try:
+                message = deserialize_message(bytes(raw), msg_type)
+            except Exception as exc:  # rclpy raises several types for malformed CDR
+                raise BagError(f'{self.bag.path}: corrupt message on {topic} at {stamp_ns} ns: {exc}') \
+                    from None
+            self.publishers_by_topic[topic].publish(message)
+            published += 1
+        if timeline is not None and self.context.ok():
+            self._tick(timeline.bag_at(time.monotonic()))
         return published
+
+    def _sleep_until(self, due: float, timeline: Timeline, next_tick: float) -> float:
+        """Sleep until wall time `due`, publishing /clock on its steady schedule; returns the next tick."""
+        while self.context.ok():
+            now = time.monotonic()
+            if self.clock_pub is not None and next_tick <= min(now, due):
+                self._tick(timeline.bag_at(now))
+                # Late (loaded machine): resume the schedule from now instead of bursting to catch up.
+                next_tick = max(next_tick + self.clock_period_s, now)
+                continue
+            if now >= due:
+                break
+            wake = min(due, next_tick) if self.clock_pub is not None else due
+            time.sleep(max(0.0, wake - now))
+        return next_tick
+
+    def _tick(self, bag_ns: int) -> None:
+        if self.clock_pub is not None:
+            self.clock_pub.publish(Clock(clock=_time(bag_ns)))
 
     def _wait_for_subscribers(self) -> None:
         deadline = time.monotonic() + self.wait_s
-        while time.monotonic() < deadline and rclpy.ok() and any(
+        while time.monotonic() < deadline and self.context.ok() and any(
                 publisher.get_subscription_count() == 0 for publisher in self.publishers_by_topic.values()):
             time.sleep(0.05)
 
-    def run(self) -> None:
-        while rclpy.ok():
-            count = self.play_once()
-            self.get_logger().info(f'replayed {count} messages from {self.bag}')
-            if not self.loop:
-                break
+    def _wait_for_delivery(self) -> None:
+        """Before exit: until reliable subscribers have acknowledged everything (bounded)."""
+        publishers = [*self.publishers_by_topic.values(), *([self.clock_pub] if self.clock_pub else [])]
+        deadline = time.monotonic() + self.ack_timeout_s
+        for publisher in publishers:
+            wait = getattr(publisher, 'wait_for_all_acked', None)  # rclpy >= Galactic; guarded anyway
+            if wait is None:
+                time.sleep(min(FALLBACK_DRAIN_S, self.ack_timeout_s))
+                return
+            left = max(0.0, deadline - time.monotonic())
+            if self.context.ok() and not wait(Duration(nanoseconds=int(left * 1e9))):
+                self.get_logger().warning(f'{publisher.topic_name}: not every subscriber acknowledged the '
+                                          f'last messages within {self.ack_timeout_s:g} s')
+
+    def destroy_node(self) -> None:
+        self.bag.close()
+        super().destroy_node()
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = BagPlayer()
-    try:
-        node.run()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(BagPlayer, 'bag_player', args)
