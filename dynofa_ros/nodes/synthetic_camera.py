@@ -15,6 +15,8 @@ from dynofa_ros.nodes.image_conversion import array_to_image
 from dynofa_ros.nodes.lifecycle import run_node
 from dynofa_ros.nodes.parameters import describe
 
+# transport parameter -> what is published: raw Image, or CompressedImage in that format
+TRANSPORTS = {'raw': 'raw', 'jpeg': 'jpeg', 'png': 'png', 'compressed': 'jpeg'}
 RGB_ENCODINGS = {'rgb8': [0, 1, 2], 'bgr8': [2, 1, 0], 'rgba8': [0, 1, 2, 0], 'bgra8': [2, 1, 0, 0]}
 
 
@@ -42,8 +44,12 @@ class SyntheticCamera(Node):
         self.rate_hz = self._param('rate_hz', 10.0, 'Publishing rate, frames per second.')
         self.width = self._param('size', 224, 'Square image side in pixels.')
         self.encoding = self._param('encoding', 'rgb8', 'rgb8, bgr8, rgba8, bgra8, mono8 or mono16.')
-        self.transport = self._param('transport', 'raw', "raw (sensor_msgs/Image on 'image') or "
-                                     "jpeg / png (CompressedImage on 'image/compressed').")
+        transport = self._param('transport', 'raw', "raw (sensor_msgs/Image on 'image'), or jpeg, png or "
+                                "compressed (= jpeg, as image_transport) as CompressedImage on "
+                                "'<image>/compressed', which follows a remap of 'image'.")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got '{transport}'")
+        self.transport = TRANSPORTS[transport]
         self.source = self._param('source', 'fashion_mnist', 'fashion_mnist or pattern.')
         self.count = self._param('count', 64, 'Number of distinct frames cycled through.')
         self.frame_id = self._param('frame_id', 'camera', 'header.frame_id of published images.')
@@ -54,14 +60,17 @@ class SyntheticCamera(Node):
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if reliable
                          else ReliabilityPolicy.BEST_EFFORT)
         self.frames, self.labels = load_frames(self.source, self.count, self.width)
+        # like image_transport: the compressed topic is the resolved (remapped) image topic + /compressed
+        topic = self.resolve_topic_name('image')
         if self.transport == 'raw':
-            self.publisher = self.create_publisher(Image, 'image', qos)
+            self.publisher = self.create_publisher(Image, topic, qos)
         else:
-            self.publisher = self.create_publisher(CompressedImage, 'image/compressed', qos)
+            topic += '/compressed'
+            self.publisher = self.create_publisher(CompressedImage, topic, qos)
         self.sent = 0
         self.timer = self.create_timer(1.0 / self.rate_hz, self._publish)
         self.get_logger().info(f'publishing {self.source} {self.width}x{self.width} {self.encoding}/'
-                               f'{self.transport} at {self.rate_hz} Hz')
+                               f'{self.transport} on {topic} at {self.rate_hz} Hz')
 
     def _param(self, name: str, default, description: str):
         return self.declare_parameter(name, default, describe(description)).value
