@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from dynofa_ros.offline.acc_predictor import MLPAccuracyPredictor, OFAAccuracyPredictor  # noqa: E402
 from dynofa_ros.offline.lut import ResolutionLUT, ofa_w12_net_config  # noqa: E402
-from dynofa_ros.offline.pipeline import MBv3Adapter, build_lut, lut_error, run_search  # noqa: E402
+from dynofa_ros.offline.pipeline import MBv3Adapter, build_lut, lut_error, run_search, search_cost  # noqa: E402
 from dynofa_ros.offline.search import EvolutionParams, slot_space, sweep  # noqa: E402
 from dynofa_ros.operating_points import atomic_write_text  # noqa: E402
 
@@ -86,10 +86,9 @@ def main() -> int:
     feats = [ad.encode(ad.space().sample(rng)) for _ in range(64)]
     mlp = MLPAccuracyPredictor(len(feats[0]))
     mlp.fit(feats, [rng.uniform(0.8, 0.9) for _ in feats], epochs=50)
-    lo = flut.tables[min(flut.resolutions())].predict(ad.layers(ad.from_spec(sn.smallest())))
-    hi = flut.tables[max(flut.resolutions())].predict(ad.layers(ad.from_spec(sn.largest())))
-    limits = [round(lo + (hi - lo) * f, 3) for f in (0.2, 0.5, 0.8)]
-    rs, _ = run_search(ad, mlp, metric="latency", limits=limits, lut=flut, params=params)
+    model = search_cost(ad, "latency", flut)
+    limits = [round(model.low + (model.high - model.low) * f, 3) for f in (0.2, 0.5, 0.8)]
+    rs = run_search(ad, mlp, model, limits=limits, params=params)
     result["fmnist_space"] = {
         "checkpoint": args.checkpoint or "untrained fmnist_mbv3_config() supernet",
         "lut_entries": sum(len(t) for t in flut.tables.values()), "lut_profile_s": round(lut_s, 1),

@@ -143,8 +143,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from dynofa_ros.datasets import FMNIST_LABELS, FMNIST_MEAN, FMNIST_STD
     from dynofa_ros.offline.acc_predictor import MLPAccuracyPredictor
-    from dynofa_ros.offline.pipeline import (build_lut, keep_front, remeasure, run_search, train_predictor,
-                                             unique_candidates, write_table)
+    from dynofa_ros.offline.pipeline import (build_lut, keep_front, remeasure, run_search, search_cost,
+                                             train_predictor, unique_candidates, write_table)
     from dynofa_ros.offline.profiler import device_key
 
     torch.set_num_threads(args.eval_threads or args.threads)  # accuracy passes; latency runs use --threads
@@ -165,16 +165,13 @@ def cmd_search(args: argparse.Namespace) -> int:
                                              seed=args.seed)
         if args.predictor:
             predictor.save(args.predictor)
-    cost_of = (lambda a: lut.tables[a.r].predict(adapter.layers(a))) if args.metric == "latency" else adapter.mflops
-    if args.limits:
-        limits = _limits(args.limits)
-    else:
-        lo = cost_of(adapter.from_spec(sn.smallest()))
-        hi = cost_of(adapter.from_spec(sn.largest()))
-        limits = _limits(f"{lo * 1.02}:{hi}:{args.n_limits}")
     t0 = time.perf_counter()
-    results, _ = run_search(adapter, predictor, metric=args.metric, limits=limits, lut=lut, params=_params(args),
-                            on_skip=lambda lim, msg: print(f"skip limit {lim:g}: {msg}"))
+    model = search_cost(adapter, args.metric, lut)
+    print(f"cost range {model.low:.3f} .. {model.high:.3f} {'ms' if args.metric == 'latency' else 'MFLOPs'} "
+          "(found over the whole space)")
+    limits = _limits(args.limits) if args.limits else model.default_limits(args.n_limits)
+    results = _sweep_or_exit(lambda lims, on_skip: run_search(adapter, predictor, model, limits=lims,
+                                                              params=_params(args), on_skip=on_skip), limits)
     search_s = time.perf_counter() - t0
     cands = unique_candidates(results, key=lambda a: a)
     # the space's extremes are always re-measured too, so the kept front spans the whole trade-off even
@@ -213,56 +210,86 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_or_exit(run, limits: list[float]):
+    """`run(limits, on_skip)`, with each infeasible limit reported in one line; none feasible: one line, exit 1."""
+    from dynofa_ros.offline.search import ConstraintError
+
+    try:
+        return run(limits, lambda lim, msg: print(f"skip limit {lim:g}: {msg}"))
+    except ConstraintError:
+        sys.exit(f"dynofa search: no limit in {min(limits):g} .. {max(limits):g} is feasible "
+                 "(all are below the cheapest sub-network; see the cost range above)")
+
+
 def _search_ofa_imagenet(args: argparse.Namespace) -> int:
-    """OFA w1.2 ImageNet space with OFA's published predictor and a per-layer LUT (e.g. note10): the
-    predicted front, written as JSON candidates for re-measurement on the device."""
+    """OFA w1.2 ImageNet space with OFA's published predictor and a per-layer LUT (OFA's note10 `.yaml`
+    or Dynamic-OFA's Jetson `.json` tables): the predicted front, as JSON candidates for re-measurement."""
     from dynofa_ros.offline.acc_predictor import OFA_E, OFA_KS, OFAAccuracyPredictor
     from dynofa_ros.offline.lut import ResolutionLUT, ofa_w12_net_config
-    from dynofa_ros.offline.search import pareto_front, slot_space, sweep, unique_candidates
+    from dynofa_ros.offline.search import (pareto_front, slot_cost_model, slot_space, sweep, unique_candidates,
+                                           with_true_cheapest)
 
     if not args.ofa_lut:
-        sys.exit("dynofa search --ofa-predictor needs --ofa-lut (a folder of <R>_lookup_table.yaml)")
+        sys.exit("dynofa search --ofa-predictor needs --ofa-lut (a folder of <R>_lookup_table.yaml or .json)")
+    if args.metric != "latency":
+        sys.exit(f"dynofa search: --metric {args.metric} is not available with --ofa-predictor "
+                 "(OFA's lookup tables give latency in ms)")
     pred = OFAAccuracyPredictor(args.ofa_predictor)
     lut = ResolutionLUT.load_dir(args.ofa_lut)
     res = [r for r in lut.resolutions() if 160 <= r <= 224]  # the predictor is trained on 160-224 only
-    space = slot_space(OFA_KS, OFA_E, (2, 3, 4), res)
+    if not res:
+        sys.exit(f"dynofa search: {args.ofa_lut} has no resolution in the predictor's range 160-224 "
+                 f"(it has {lut.resolutions()})")
     adapter = _load_mbv3(args.checkpoint, official=True)[0] if args.checkpoint else None
     if adapter is not None:  # the real network's layer shapes (w1.0 or w1.2), e.g. with a LUT profiled here
-        cost = lambda a: lut.tables[a.r].predict(adapter.layers(a))  # noqa: E731
+        exact = lambda a: lut.tables[a.r].predict(adapter.layers(a))  # noqa: E731
     else:  # published w1.2 shapes, e.g. with OFA's note10 LUT
-        cost = lambda a: lut.predict_config(ofa_w12_net_config(list(a.ks), list(a.e), list(a.d)), a.r)  # noqa: E731
-    acc = lambda archs: pred.predict([a.as_ofa() for a in archs])  # noqa: E731
-    limits = _limits(args.limits or "15:90:16")
+        exact = lambda a: lut.predict_config(ofa_w12_net_config(list(a.ks), list(a.e), list(a.d)), a.r)  # noqa: E731
     t0 = time.perf_counter()
-    results = sweep(space, acc, cost, limits, _params(args), on_skip=lambda lim, msg: print(f"skip {lim:g}: {msg}"))
+    model = slot_cost_model(exact, OFA_KS, OFA_E, (2, 3, 4), res)
+    cost, lo, hi = model.cost, model.low, model.high
+    print(f"cost range {lo:.3f} .. {hi:.3f} ms (found over the whole space)")
+    space = with_true_cheapest(slot_space(OFA_KS, OFA_E, (2, 3, 4), res), model.cheapest)
+    acc = lambda archs: pred.predict([a.as_ofa() for a in archs])  # noqa: E731
+    limits = _limits(args.limits) if args.limits else model.default_limits(args.n_limits)
+    results = _sweep_or_exit(lambda lims, on_skip: sweep(space, acc, cost, lims, _params(args), on_skip=on_skip),
+                             limits)
     wall = time.perf_counter() - t0
     cands = unique_candidates(results, key=lambda a: a)
     scores = dict(zip(cands, acc(cands)))
-    front = pareto_front(cands, lambda a: (cost(a), scores[a]), senses=("min", "max"))
-    rows = [{"config": a.as_ofa(), "predicted_accuracy": scores[a], "lut_latency_ms": cost(a)} for a in
-            sorted(front, key=cost)]
-    if adapter is not None:  # re-measure latency and memory of the predicted front on this device
-        import torch
-
-        from dynofa_ros.offline.profiler import device_key, measure_latency, module_memory_mb
-
-        torch.set_num_threads(args.threads)
-        for r, a in zip(rows, sorted(front, key=cost)):
-            spec = adapter.to_spec(a)
-            module = adapter.supernet.extract(spec).to(args.device)
-            x = adapter.supernet.sample_input(spec).normal_().to(args.device)
-            t = measure_latency(module, x, threads=args.threads)
-            r.update(id=spec.encode(), device_key=device_key(args.device, args.threads, args.qualifier),
-                     measured_median_ms=t.median_ms, measured_p95_ms=t.p95_ms, memory_mb=module_memory_mb(module))
+    front = sorted(pareto_front(cands, lambda a: (cost(a), scores[a]), senses=("min", "max")), key=cost)
+    rows = [{"config": a.as_ofa(), "predicted_accuracy": scores[a], "lut_latency_ms": cost(a)} for a in front]
+    if adapter is not None:
+        _remeasure_ofa_front(args, adapter, front, rows)
     for r in rows:
         meas = f"  measured {r['measured_median_ms']:7.2f} ms" if "measured_median_ms" in r else ""
         print(f"  {r['lut_latency_ms']:7.2f} ms (LUT){meas}  top-1 {r['predicted_accuracy']:.4f} (predicted)  r{r['config']['r'][0]}")
-    print(f"{len(limits)} limits in {wall:.1f}s; {len(rows)} predicted-front points")
-    if args.out:
-        atomic_write_text(args.out, json.dumps({"space": "ofa_mbv3_w1.2", "lut": str(args.ofa_lut),
-                                                "predictor": str(args.ofa_predictor), "search_wall_s": wall,
-                                                "candidates": rows}, indent=1))
+    print(f"{len(results)} of {len(limits)} limits feasible, searched in {wall:.1f}s; {len(rows)} predicted-front points")
+    summary = {"space": "ofa_mbv3_w1.2", "lut": str(args.ofa_lut), "predictor": str(args.ofa_predictor),
+               "metric": "latency", "cost_range_ms": [lo, hi], "limits": limits, "evolution": _params(args).__dict__,
+               "search_wall_s": wall, "candidates": rows,
+               "sweep": [{"limit": r.constraint, "config": r.best.arch.as_ofa(), "predicted_accuracy": r.best.accuracy,
+                          "lut_latency_ms": r.best.cost, "wall_s": r.wall_s} for r in results]}
+    for path in (args.out, args.report):
+        if path:
+            atomic_write_text(path, json.dumps(summary, indent=1))
     return 0
+
+
+def _remeasure_ofa_front(args: argparse.Namespace, adapter, front, rows) -> None:
+    """Latency and memory of the predicted front measured on this device (accuracy stays predicted)."""
+    import torch
+
+    from dynofa_ros.offline.profiler import device_key, measure_latency, module_memory_mb
+
+    torch.set_num_threads(args.threads)
+    for r, a in zip(rows, front):
+        spec = adapter.to_spec(a)
+        module = adapter.supernet.extract(spec).to(args.device)
+        x = adapter.supernet.sample_input(spec).normal_().to(args.device)
+        t = measure_latency(module, x, threads=args.threads)
+        r.update(id=spec.encode(), device_key=device_key(args.device, args.threads, args.qualifier),
+                 measured_median_ms=t.median_ms, measured_p95_ms=t.p95_ms, memory_mb=module_memory_mb(module))
 
 
 # --------------------------------------------------------------------------------------------- plot

@@ -75,3 +75,59 @@ def test_missing_entry_is_named(tmp_path):
     (tmp_path / "x.yaml").write_text("a: 1\n")
     with pytest.raises(ValueError, match="not a latency lookup table"):
         LatencyLUT.load(tmp_path / "x.yaml")
+
+
+def _json_lut(tmp_path: Path) -> Path:
+    """note10 rewritten as Dynamic-OFA publishes its Jetson tables: <R>_lookup_table.json."""
+    import json
+
+    import yaml
+    folder = tmp_path / "lut_json"
+    folder.mkdir()
+    for src in sorted((_ofa_data() / "note10").glob("*_lookup_table.yaml")):
+        data = yaml.safe_load(src.read_text())
+        (folder / src.name.replace(".yaml", ".json")).write_text(json.dumps(data))
+    return folder
+
+
+def test_json_lookup_tables_load_like_yaml(tmp_path):
+    yaml_lut = ResolutionLUT.load_dir(_ofa_data() / "note10")
+    json_lut = ResolutionLUT.load_dir(_json_lut(tmp_path))
+    assert json_lut.resolutions() == yaml_lut.resolutions()
+    cfg = ofa_w12_net_config([5] * 20, [4] * 20, [3] * 5)
+    assert json_lut.predict_config(cfg, 192) == pytest.approx(yaml_lut.predict_config(cfg, 192))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "160_lookup_table.json").write_text("{not json")
+    with pytest.raises(ValueError, match="unparsable"):
+        ResolutionLUT.load_dir(tmp_path / "bad")
+
+
+def _dynofa(*args: str) -> "subprocess.CompletedProcess[str]":
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "dynofa_ros.cli", "search", *args], capture_output=True, text=True,
+                          timeout=300, cwd="/")
+
+
+def test_ofa_mode_search_on_json_tables_reports_each_limit(tmp_path):
+    import json
+    report = tmp_path / "report.json"
+    done = _dynofa("--ofa-predictor", str(_ofa_data() / "acc_predictor.pth"), "--ofa-lut", str(_json_lut(tmp_path)),
+                   "--n-limits", "3", "--generations", "10", "--population", "20", "--report", str(report))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(report.read_text())
+    lo, hi = data["cost_range_ms"]
+    assert len(data["limits"]) == 3 and data["limits"][0] == pytest.approx(lo * 1.02) and data["limits"][-1] == hi
+    assert [s["limit"] for s in data["sweep"]] == data["limits"]
+    for s in data["sweep"]:
+        assert s["lut_latency_ms"] <= s["limit"] and 0.7 < s["predicted_accuracy"] < 0.9 and len(s["config"]["ks"]) == 20
+
+
+def test_ofa_mode_refuses_what_it_cannot_do_in_one_line(tmp_path):
+    base = ("--ofa-predictor", str(_ofa_data() / "acc_predictor.pth"), "--ofa-lut", str(_ofa_data() / "note10"))
+    for extra, expected in ((("--limits", "1,2"), "no limit in 1 .. 2 is feasible"),
+                            (("--metric", "mflops"), "--metric mflops is not available")):
+        done = _dynofa(*base, *extra, "--generations", "2", "--population", "10")
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr and expected in done.stderr.strip().splitlines()[-1]
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr

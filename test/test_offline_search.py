@@ -5,8 +5,9 @@ import random
 
 import pytest
 
-from dynofa_ros.offline.search import (ConstraintError, EvolutionParams, SlotArch, dominates, evolve, pareto_front,
-                                       slot_encode, slot_space, sweep, unique_candidates)
+from dynofa_ros.offline.search import (ConstraintError, EvolutionParams, SlotArch, additive_slot_cost,
+                                       cost_extremes, dominates, evolve, pareto_front, slot_cost_model, slot_encode,
+                                       slot_space, sweep, unique_candidates, with_true_cheapest)
 
 KS, ES, DS, RS = (3, 5, 7), (3, 4, 6), (2, 3, 4), (16, 20, 24, 28, 32)
 
@@ -82,9 +83,58 @@ def test_tight_limit_seeds_from_smallest_and_impossible_limit_fails():
     smallest = _cost(space.smallest())
     r = evolve(space, _accuracy, _cost, smallest * 1.05, EvolutionParams(population=10, generations=3, max_tries=20))
     assert r.best.cost <= smallest * 1.05
-    with pytest.raises(ConstraintError, match="smallest sub-network"):
+    with pytest.raises(ConstraintError, match="cheapest sub-network"):
         evolve(space, _accuracy, _cost, smallest * 0.5, EvolutionParams(population=10, generations=2, max_tries=20))
     skipped = []
     out = sweep(space, _accuracy, _cost, [smallest * 0.5, 100.0], EvolutionParams(population=10, generations=2),
                 on_skip=lambda lim, msg: skipped.append(lim))
     assert skipped == [smallest * 0.5] and len(out) == 1
+
+
+def _gpu_like_cost(a: SlotArch) -> float:
+    """Additive like a per-layer LUT, but k3/e3 is NOT the cheapest block and the lowest resolution is not
+    the cheapest one (as on the Jetson GPU table): kernel 5 and resolution 24 are cheapest."""
+    spd = 4
+    block = {3: 1.4, 5: 1.0, 7: 1.8}
+    work = sum(block[k] + 0.1 * e for i, (k, e) in enumerate(zip(a.ks, a.e)) if i % spd < a.d[i // spd])
+    return 3.0 + work * {16: 1.3, 20: 1.1, 24: 1.0, 28: 1.2, 32: 1.5}[a.r]
+
+
+def test_additive_model_equals_the_walk_and_finds_the_true_cheapest():
+    model = additive_slot_cost(_gpu_like_cost, KS, ES, DS, RS)
+    assert model is not None
+    rng = random.Random(3)
+    space = slot_space(KS, ES, DS, RS)
+    samples = [space.sample(rng) for _ in range(500)]
+    assert all(model(a) == pytest.approx(_gpu_like_cost(a)) for a in samples)
+    (cheap, lo), (dear, hi) = model.extreme(True), model.extreme(False)
+    assert lo == pytest.approx(_gpu_like_cost(cheap)) and hi == pytest.approx(_gpu_like_cost(dear))
+    assert cheap.r == 24 and set(cheap.ks[:2]) == {5} and cheap.d == (2,) * 5
+    assert lo < _gpu_like_cost(space.smallest())  # the nominal smallest (k3 e3 d2 r16) is not the cheapest
+    assert all(lo <= model(a) <= hi for a in samples)
+
+
+def test_non_additive_cost_falls_back_to_searching_the_extremes():
+    squared = lambda a: _cost(a) ** 1.5 + (7 if 7 in a.ks[:4] else 0)  # noqa: E731 - not a sum of slot costs
+    assert additive_slot_cost(squared, KS, ES, DS, RS) is None
+    model = slot_cost_model(squared, KS, ES, DS, RS)
+    assert not model.additive and model.low < model.high
+    rng = random.Random(4)
+    space = slot_space(KS, ES, DS, RS)
+    assert model.low <= min(squared(space.sample(rng)) for _ in range(300)) * 1.001
+    (cheap, lo), _ = cost_extremes(space, squared, EvolutionParams(population=20, generations=30))
+    assert squared(cheap) == lo
+
+
+def test_seeding_from_the_true_cheapest_makes_tight_limits_feasible():
+    model = slot_cost_model(_gpu_like_cost, KS, ES, DS, RS)
+    nominal = slot_space(KS, ES, DS, RS)
+    tight = model.low * 1.01
+    assert tight < _gpu_like_cost(nominal.smallest())
+    params = EvolutionParams(population=10, generations=3, max_tries=5)
+    with pytest.raises(ConstraintError):
+        evolve(nominal, _accuracy, _gpu_like_cost, tight, params)
+    r = evolve(with_true_cheapest(nominal, model.cheapest), _accuracy, model.cost, tight, params)
+    assert r.best.cost <= tight
+    limits = model.default_limits(5)
+    assert len(limits) == 5 and limits[0] == pytest.approx(model.low * 1.02) and limits[-1] == model.high

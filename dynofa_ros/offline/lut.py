@@ -9,6 +9,7 @@ predict through one code path. Keys look like
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import yaml
 
 from dynofa_ros.operating_points import atomic_write_text
 
-_LUT_FILE_RE = re.compile(r"^(\d+)_lookup_table\.yaml$")
+_LUT_FILE_RE = re.compile(r"^(\d+)_lookup_table\.(yaml|yml|json)$")  # OFA: .yaml; Dynamic-OFA (Jetson): .json
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,12 @@ class LatencyLUT:
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyLUT":
+        """A `.yaml` (OFA) or `.json` (Dynamic-OFA's Jetson tables) file of key -> {count, mean, std}."""
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)  # OFA's own loader uses yaml.load without Loader, refused by PyYAML 6
+            try:  # OFA's own loader uses yaml.load without Loader, refused by PyYAML 6
+                data = json.load(f) if str(path).endswith(".json") else yaml.safe_load(f)
+            except (json.JSONDecodeError, yaml.YAMLError) as exc:
+                raise ValueError(f"{path}: not a latency lookup table (unparsable: {exc})") from None
         if not isinstance(data, dict) or not all(isinstance(v, dict) and "mean" in v for v in data.values()):
             raise ValueError(f"{path}: not a latency lookup table (expected key -> {{count, mean, std}})")
         return cls(data, source=str(path))
@@ -117,11 +122,15 @@ class ResolutionLUT:
 
     @classmethod
     def load_dir(cls, folder: str | Path, in_channels: int = 3) -> "ResolutionLUT":
-        """All `<R>_lookup_table.yaml` in a folder (OFA's layout, also what `save_dir` writes)."""
-        tables = {int(m.group(1)): LatencyLUT.load(p) for p in sorted(Path(folder).iterdir())
-                  if (m := _LUT_FILE_RE.match(p.name))}
+        """All `<R>_lookup_table.yaml` / `.json` files in a folder (OFA's and Dynamic-OFA's layouts)."""
+        tables: dict[int, LatencyLUT] = {}
+        for p in sorted(Path(folder).iterdir()):
+            if (m := _LUT_FILE_RE.match(p.name)):
+                if int(m.group(1)) in tables:
+                    raise ValueError(f"{folder}: two lookup tables for resolution {m.group(1)}")
+                tables[int(m.group(1))] = LatencyLUT.load(p)
         if not tables:
-            raise FileNotFoundError(f"{folder}: no <R>_lookup_table.yaml files")
+            raise FileNotFoundError(f"{folder}: no <R>_lookup_table.yaml or .json files")
         return cls(tables, in_channels)
 
     def save_dir(self, folder: str | Path) -> None:

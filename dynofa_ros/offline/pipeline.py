@@ -18,11 +18,12 @@ from dynofa_ros.engine.bn_stats import bn_state, bn_stats_filename, recalibrate_
 from dynofa_ros.offline.acc_predictor import MLPAccuracyPredictor
 from dynofa_ros.offline.lut import LatencyLUT, LayerDesc, ResolutionLUT, mbv3_layers, profile_layers
 from dynofa_ros.offline.profiler import device_key, measure_latency, module_memory_mb, num_threads, peak_memory_mb
-from dynofa_ros.offline.search import (EvolutionParams, SearchResult, SearchSpace, SlotArch, pareto_front,
-                                       slot_encode, slot_space, sweep, unique_candidates)
+from dynofa_ros.offline.search import (CostModel, EvolutionParams, SearchResult, SearchSpace, SlotArch, pareto_front,
+                                       slot_cost_model, slot_encode, slot_space, sweep, unique_candidates,
+                                       with_true_cheapest)
 
 __all__ = ["MBv3Adapter", "EvalData", "Measured", "build_lut", "keep_front", "lut_error", "mbv3_macs",
-           "measure_accuracy", "remeasure", "run_search", "train_predictor", "unique_candidates", "write_table"]
+           "measure_accuracy", "remeasure", "run_search", "search_cost", "train_predictor", "unique_candidates", "write_table"]
 from dynofa_ros.operating_points import (LatencyStats, Normalization, OperatingPoint, OperatingPointTable,
                                          SupernetInfo, save_table)
 from dynofa_ros.supernet.ofa_mbv3 import MBv3Spec, OFAMobileNetV3Supernet
@@ -218,20 +219,26 @@ class Measured:
     bn: dict[str, torch.Tensor]
 
 
-def run_search(adapter: MBv3Adapter, predictor: MLPAccuracyPredictor, *, metric: str, limits: Sequence[float],
-               lut: ResolutionLUT | None, params: EvolutionParams,
-               on_skip: Callable[[float, str], None] | None = None) -> tuple[list[SearchResult[SlotArch]], Callable[[SlotArch], float]]:
-    """Sweep the evolution over `limits` of `metric` ('latency' via the LUT, in ms, or 'mflops')."""
+def search_cost(adapter: MBv3Adapter, metric: str, lut: ResolutionLUT | None) -> CostModel:
+    """The constraint metric ('latency' via the LUT, in ms, or 'mflops') with its true range."""
     if metric == "latency":
         if lut is None:
             raise ValueError("latency-constrained search needs a latency LUT (dynofa profile --lut)")
-        cost = lambda a: lut.tables[a.r].predict(adapter.layers(a))  # noqa: E731
+        exact = lambda a: lut.tables[a.r].predict(adapter.layers(a))  # noqa: E731
     elif metric == "mflops":
-        cost = adapter.mflops
+        exact = adapter.mflops
     else:
         raise ValueError(f"unknown constraint metric {metric!r}; use 'latency' or 'mflops'")
+    return slot_cost_model(exact, adapter.ks, adapter.es, adapter.ds, adapter.rs)
+
+
+def run_search(adapter: MBv3Adapter, predictor: MLPAccuracyPredictor, model: CostModel, *, limits: Sequence[float],
+               params: EvolutionParams, on_skip: Callable[[float, str], None] | None = None
+               ) -> list[SearchResult[SlotArch]]:
+    """Sweep the evolution over `limits` of the model's metric, seeded from the true cheapest network."""
     acc = lambda archs: predictor.predict([adapter.encode(a) for a in archs])  # noqa: E731
-    return sweep(adapter.space(), acc, cost, limits, params, on_skip=on_skip), cost
+    space = with_true_cheapest(adapter.space(), model.cheapest)
+    return sweep(space, acc, model.cost, limits, params, on_skip=on_skip)
 
 
 def remeasure(adapter: MBv3Adapter, archs: Sequence[SlotArch], data: EvalData, *, device: str, threads: int | None,
