@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets everything up (scripts/setup_env.sh) and runs the demo: camera, perception, resource manager and
-# a simulated platform as separate ROS 2 processes, retargeted and loaded while you watch.
+# platform monitor as separate ROS 2 processes, retargeted and loaded by a real co-running CPU load.
 #   bash scripts/demo.sh [--duration SECONDS]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
