@@ -52,10 +52,19 @@ def test_resource_manager_node_retargets_by_topic_and_parameter(ros_graph, probe
                        "the decision after the parameter retarget")
     assert time.monotonic() - t0 < 3.0 and "5.0 ms" in m.reason
 
-    # topic retargeting reacts on arrival (well under a second), an unknown workload only warns
+    # topic retargeting reacts on arrival (well under a second); an unknown workload only warns, and a NaN
+    # or negative field rejects the whole target (the same rule as the parameters) with a warning
+    # (one warning per workload however often it is repeated: rate-limited)
     targets.publish(PerformanceTarget(workload="ghost", max_latency_ms=1.0))
+    for _ in range(5):
+        targets.publish(PerformanceTarget(workload="cam", max_latency_ms=-18.0, priority=2))
+    targets.publish(PerformanceTarget(workload="aux", max_latency_ms=18.0, min_accuracy=float("nan")))
+    probe.wait_for(lambda: "min_accuracy must be finite" in proc.output(), 5, "the rejection of the NaN field")
+    rejected = [ln for ln in proc.output().splitlines() if "rejected performance target for cam" in ln]
+    assert len(rejected) == 1 and "max_latency_ms must be >= 0" in rejected[0], rejected
+    assert _latest(probe, "subnet_decision", cam).subnet_id in ("p1", "p2"), "a rejected target changed the decision"
     t1 = time.monotonic()
-    targets.publish(PerformanceTarget(workload="cam", max_latency_ms=18.0, min_accuracy=float("nan"), priority=2))
+    targets.publish(PerformanceTarget(workload="cam", max_latency_ms=18.0, priority=2))
     probe.wait_for(lambda: (m := _latest(probe, "subnet_decision", cam)) and m.subnet_id == "p5", 5, "relaxed")
     assert time.monotonic() - t1 < 1.0
     # a load spike: the accurate point no longer fits beside the co-runner
