@@ -19,22 +19,40 @@ except ImportError:  # pragma: no cover - the torch path below is the fallback
     cv2 = None
 
 
+def centre_crop(image: np.ndarray, crop: float) -> np.ndarray:
+    """The central square of side crop x the shorter side (a view, no copy): resizing it to r is the
+    ImageNet evaluation transform "resize the shorter side to r / crop, centre-crop r" (crop 0.875)."""
+    h, w = image.shape[:2]
+    side = max(1, int(round(min(h, w) * crop)))
+    top, left = (h - side) // 2, (w - side) // 2
+    return image[top:top + side, left:left + side]
+
+
 class Preprocessor:
-    """Resize (bilinear, whole frame) and normalise to the model's channels, on CPU or CUDA."""
+    """Resize and normalise to the model's channels, on CPU or CUDA.
+
+    crop 1.0 resizes the whole frame (the shipped 28-px models' training transform); crop < 1 first
+    takes the centre square of that share of the shorter side (ImageNet models: 0.875).
+    """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], in_channels: int,
-                 device: torch.device | str = 'cpu') -> None:
+                 device: torch.device | str = 'cpu', crop: float = 1.0) -> None:
         if len(mean) != len(std) or len(mean) not in (1, in_channels):
             raise ValueError(f'mean/std need 1 or {in_channels} values, got {len(mean)} and {len(std)}')
         if any(s <= 0 for s in std):
             raise ValueError(f'std must be positive, got {list(std)}')
+        if not 0 < crop <= 1:
+            raise ValueError(f'crop must be in (0, 1], got {crop}')
         self.in_channels = in_channels
+        self.crop = crop
         self.device = torch.device(device)
         self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
 
     def __call__(self, image: np.ndarray, resolution: int) -> torch.Tensor:
         """HxWxC uint8 (C = 1 or 3) -> 1 x in_channels x resolution x resolution float tensor."""
+        if self.crop < 1:
+            image = centre_crop(image, self.crop)
         if cv2 is not None:
             small = self._shrink_uint8(image, resolution)
             x = torch.from_numpy(small).to(self.device, non_blocking=True)
