@@ -278,7 +278,7 @@ def _decode_cv2(raw: np.ndarray, info: CompressedInfo) -> np.ndarray:
     image = cv2.imdecode(raw, flags)
     if image is None:
         raise ImageDecodeError(f'corrupt or undecodable compressed image ({info.describe()})')
-    return image if grey else image[..., ::-1]
+    return image if grey else cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)  # in place, no copy
 
 
 def _decode_pillow(blob: bytes, info: CompressedInfo) -> np.ndarray:
