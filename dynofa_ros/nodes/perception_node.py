@@ -1,178 +1,349 @@
 """Perception node: classifies camera frames with a switchable Dynamic-OFA sub-network pool.
 
-Frames go into a keep-latest slot and an inference thread serves the newest one, so the executor that
-receives images never runs the model and latency never builds up in a queue. The active sub-network
-changes between two frames, through `subnet_decision` messages for this workload or the `subnet_id`
-parameter. Bad input is counted and warned about (rate-limited); the node keeps serving.
+A managed (lifecycle) node: `configure` loads the table and the supernet and creates the topics,
+`activate` starts the inference thread, `deactivate` stops serving, `cleanup` frees the model. With
+`autostart` (default) `run_node` does configure + activate, so plain `ros2 run` works.
+
+Frames arrive serialized (`raw=True`): the callback checks their fields in O(1) from the CDR bytes and puts
+them into a keep-latest slot; the inference thread deserialises and decodes only the frame it serves, so a
+flood costs the executor almost nothing and latency never builds up in a queue. The active sub-network
+follows `subnet_decision` for this workload ("managed"), or the `subnet_id` parameter ("manual": set
+by hand, decisions ignored until `subnet_id` is set to ""). Bad input is counted and warned about
+(rate-limited); the node keeps serving.
 """
 from __future__ import annotations
 
+import gc
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
-from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from dynofa_ros.nodes.lifecycle import run_node
-from dynofa_ros.nodes.parameters import describe
 from dynofa_ros.msg import InferenceResult, PerformanceTarget, SubnetDecision, WorkloadStatus
 from dynofa_ros.nodes.image_conversion import (array_to_image, check_compressed, check_image, compressed_to_array,
                                                image_to_array)
+from dynofa_ros.nodes.lifecycle import ManagedNode, run_node
+from dynofa_ros.nodes.parameters import describe
 from dynofa_ros.operating_points import OperatingPointTable, default_table_path, load_table
+from dynofa_ros.perception.cdr import peek_compressed, peek_image
 from dynofa_ros.perception.classifier import Classification, Classifier
-from dynofa_ros.perception.image_codec import DEFAULT_MAX_PIXELS, ImageDecodeError
+from dynofa_ros.perception.image_codec import DEFAULT_MAX_PIXELS, ImageDecodeError, check_raw
+from dynofa_ros.perception.image_codec import check_compressed as check_compressed_fields
 from dynofa_ros.perception.preprocess import Preprocessor
 from dynofa_ros.perception.serving import InferenceWorker, LatestFrameSlot
-from dynofa_ros.perception.stats import LatencyWindow, RateMeter
+from dynofa_ros.perception.stats import LatencyWindow, RateMeter, RecentNames, WindowedCounts
+from dynofa_ros.targets import InvalidTarget, Target, target_from_msg
+from dynofa_ros.text import clip
 
-WARN_PERIOD_S = 5.0
+WARN_PERIOD_S = 5.0  # each kind of problem is logged at most this often
+MAX_NAMES = 64  # foreign workloads and problem kinds remembered (LRU)
+MAX_ID_CHARS = 256  # longer sub-network ids are rejected without a table lookup
+REASON_CHARS = 120  # what a log line quotes of a decision's reason
+MAX_TOP_K = 1000
+WATCHDOG_PERIOD_S = 1.0
+DEVICE = re.compile(r'cpu|cuda(:[0-9]{1,2})?')
+
+# name -> (default, description); all read-only (start-up) except RUNTIME
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    'workload': ('default', 'Workload name; SubnetDecision/PerformanceTarget for other workloads are ignored.'),
+    'operating_points': ('', 'Operating-point table (YAML). Empty: the shipped Fashion-MNIST table.'),
+    'checkpoint': ('', "Supernet checkpoint replacing the table's (empty: the table's)."),
+    'device': ('cpu', 'Torch device: cpu, cuda or cuda:N.'),
+    'threads': (0, 'Torch intra-op threads, 0..256 (0: torch default).'),
+    'initial_subnet': ('', 'Sub-network id to start with in managed mode (empty: the most accurate).'),
+    'subnet_id': ('', 'Manual mode: the sub-network set by hand (decisions are ignored). "" returns to '
+                      'managed mode (follow subnet_decision).'),
+    'top_k': (3, f'Number of classes in each InferenceResult, 1..{MAX_TOP_K}.'),
+    'labels_file': ('', 'Text file with one class name per line (empty: the table).'),
+    'mean': ([0.0], 'Normalisation mean per channel (0..1 scale; [0.0] with std [0.0]: the table).'),
+    'std': ([0.0], 'Normalisation std per channel.'),
+    'transport': ('raw', "raw (sensor_msgs/Image on 'image') or compressed (sensor_msgs/CompressedImage on "
+                         "'<resolved image topic>/compressed', as image_transport names it)."),
+    'qos_reliability': ('best_effort', 'best_effort (matches every camera) or reliable (for reliable replays '
+                                       'and drivers of large raw frames).'),
+    'qos_depth': (1, 'Subscription queue depth, 1..100; 1 keeps only the latest frame.'),
+    'status_rate_hz': (2.0, 'WorkloadStatus and /diagnostics rate, (0, 100] Hz.'),
+    'latency_window': (100, 'Frames in the latency percentile window, 1..100000.'),
+    'diagnostics_window_s': (5.0, 'Rates and problems in /diagnostics cover the last this many seconds '
+                                  '(0.5..3600); no input for this long is a WARN.'),
+    'no_publisher_warn_s': (5.0, 'Warn when the image subscription matches no publisher for this many '
+                                 'seconds (0..3600; 0: never).'),
+    'memory_budget_mb': (0.0, 'Memory for materialised sub-networks, >= 0 (0: all).'),
+    'max_pixels': (DEFAULT_MAX_PIXELS, 'Largest frame (width*height, > 0) decoded; larger ones are rejected '
+                                       'from their fields or header, before decoding.'),
+}
+RUNTIME = ('subnet_id', 'top_k')
+
+
+def _finite_in(low: float, high: float, low_open: bool = False) -> Callable[[Any], bool]:
+    return lambda v: math.isfinite(v) and (v > low if low_open else v >= low) and v <= high
+
+
+# name -> (valid?, what valid means); checked at start-up so a bad value is one FATAL line
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    'workload': (lambda v: 0 < len(v) <= 64 and v.isprintable(), 'a printable name of 1..64 characters'),
+    'device': (lambda v: DEVICE.fullmatch(v) is not None, 'cpu, cuda or cuda:N'),
+    'threads': (lambda v: 0 <= v <= 256, 'an integer 0..256 (0: torch default)'),
+    'top_k': (lambda v: 1 <= v <= MAX_TOP_K, f'an integer 1..{MAX_TOP_K}'),
+    'mean': (lambda v: 0 < len(v) <= 4 and all(map(math.isfinite, v)), '1..4 finite values'),
+    'std': (lambda v: 0 < len(v) <= 4 and all(map(math.isfinite, v)), '1..4 finite values'),
+    'transport': (lambda v: v in ('raw', 'compressed'), 'raw or compressed'),
+    'qos_reliability': (lambda v: v in ('best_effort', 'reliable'), 'best_effort or reliable'),
+    'qos_depth': (lambda v: 1 <= v <= 100, 'an integer 1..100'),
+    'status_rate_hz': (_finite_in(0.0, 100.0, low_open=True), 'in (0, 100] Hz'),
+    'latency_window': (lambda v: 1 <= v <= 100_000, 'an integer 1..100000'),
+    'diagnostics_window_s': (_finite_in(0.5, 3600.0), 'in [0.5, 3600] s'),
+    'no_publisher_warn_s': (_finite_in(0.0, 3600.0), 'in [0, 3600] s (0: never)'),
+    'memory_budget_mb': (_finite_in(0.0, math.inf), 'finite and >= 0 (0: no budget)'),
+    'max_pixels': (lambda v: v > 0, '> 0'),
+}
+
+
+def check_settings(settings: dict[str, Any]) -> None:
+    """ValueError naming the first parameter whose value is invalid (rclpy already checked the types)."""
+    for name, (valid, rule) in RULES.items():
+        value = settings[name]
+        if not valid(value):
+            raise ValueError(f'{name} must be {rule}, got {clip(repr(value))}')
 
 
 @dataclass
 class Frame:
-    header: Header
-    decode: Callable[[], np.ndarray]  # run by the inference thread: dropped frames are never decoded
+    data: bytes  # the serialized message: dropped frames are never deserialised or decoded
     received: float  # steady clock
 
 
-@dataclass
-class Target:
-    max_latency_ms: float = 0.0
-    min_accuracy: float = 0.0
-
-
-class PerceptionNode(Node):
+class PerceptionNode(ManagedNode):
     def __init__(self) -> None:
         super().__init__('perception_node')
-        self.slot: LatestFrameSlot[Frame] = LatestFrameSlot()
-        self.worker = InferenceWorker(self.slot, self._serve, self._on_serve_error)  # started when ready
-        p = self._declare
-        self.workload = p('workload', 'default', 'Workload name; SubnetDecision/PerformanceTarget for '
-                          'other workloads are ignored.')
-        table_path = p('operating_points', '', 'Operating-point table (YAML). Empty: the shipped '
-                       'Fashion-MNIST table.') or str(default_table_path())
-        checkpoint = p('checkpoint', '', "Supernet checkpoint replacing the table's (empty: the table's).")
-        device = p('device', 'cpu', "Torch device: cpu, cuda or cuda:N.")
-        threads = p('threads', 0, 'Torch intra-op threads (0: torch default).')
-        initial = p('initial_subnet', '', 'Sub-network id to start with (empty: the most accurate).')
-        p('subnet_id', '', 'Active sub-network id; set it to switch at run time.', read_only=False)
-        top_k = p('top_k', 3, 'Number of classes in each InferenceResult.', read_only=False)
-        labels_file = p('labels_file', '', 'Text file with one class name per line (empty: the table).')
-        mean = p('mean', [0.0], 'Normalisation mean per channel (0..1 scale; [0.0] with std [0.0]: table).')
-        std = p('std', [0.0], 'Normalisation std per channel.')
-        transport = p('transport', 'raw', "raw (sensor_msgs/Image on 'image') or compressed "
-                           "(sensor_msgs/CompressedImage on 'image/compressed').")
-        reliability = p('qos_reliability', 'best_effort', 'best_effort (matches every camera) or reliable.')
-        depth = p('qos_depth', 1, 'Subscription queue depth; 1 keeps only the latest frame.')
-        status_rate = p('status_rate_hz', 2.0, 'WorkloadStatus and /diagnostics rate.')
-        window = p('latency_window', 100, 'Frames in the latency percentile window.')
-        memory_budget = p('memory_budget_mb', 0.0, 'Memory for materialised sub-networks (0: all).')
-        self.max_pixels = p('max_pixels', DEFAULT_MAX_PIXELS, 'Largest frame (width*height, > 0) decoded; '
-                            'larger ones are rejected from their fields or header, before decoding.')
-        if self.max_pixels <= 0:
-            raise ValueError(f'max_pixels must be > 0, got {self.max_pixels}')
+        self.settings: dict[str, Any] = {
+            name: self.declare_parameter(name, default, describe(text, read_only=name not in RUNTIME)).value
+            for name, (default, text) in PARAMETERS.items()}
+        check_settings(self.settings)
+        self.workload: str = self.settings['workload']
+        self.max_pixels: int = self.settings['max_pixels']
+        self.compressed = self.settings['transport'] == 'compressed'
+        # image_transport naming: one remap of `image` moves the compressed topic too
+        image_topic = self.resolve_topic_name('image')
+        self.image_topic = self.resolve_topic_name(f'{image_topic}/compressed') if self.compressed else image_topic
+        self.manual = bool(self.settings['subnet_id'])
+        self.table: OperatingPointTable | None = None
+        self.model = None
+        self.classifier: Classifier | None = None
+        self.slot: LatestFrameSlot[Frame] | None = None
+        self.worker: InferenceWorker[Frame] | None = None
+        self.serving = False
+        self._entities: list[tuple[Callable[[Any], Any], Any]] = []  # (destroy, entity) made by configure
+        self.counts_lock = threading.Lock()
+        self._reset_state()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        if threads > 0:
-            import torch
-            torch.set_num_threads(threads)
-        self.table: OperatingPointTable = load_table(table_path)
-        self.model = build_model(table_path, device, memory_budget, checkpoint)
-        if initial:
-            self.model.switch(initial)
-        elif self.table.points:
-            self.model.switch(max(self.table.points, key=lambda pt: pt.accuracy).id)
-        info = self.table.supernet
-        labels = read_labels(labels_file) if labels_file else list(info.labels or [])
-        if mean == [0.0] and std == [0.0]:
-            mean, std = list(info.normalization.mean), list(info.normalization.std)
-        self.classifier = Classifier(self.model, Preprocessor(mean, std, info.in_channels, device),
-                                     labels, top_k)
-
+    def _reset_state(self) -> None:
+        window_s = self.settings['diagnostics_window_s']
         self.counts = {'received': 0, 'processed': 0, 'dropped': 0, 'rejected': 0,
                        'commands_rejected': 0, 'errors': 0}
-        self.counts_lock = threading.Lock()
+        self.events = WindowedCounts(window_s)  # problems over the diagnostics window
+        self.input_rate, self.output_rate = RateMeter(window_s), RateMeter(window_s)
+        self.latency = LatencyWindow(self.settings['latency_window'])
         self.last_problem = ''
         self.target = Target()
-        self.latency = LatencyWindow(window)
-        self.input_rate, self.output_rate = RateMeter(), RateMeter()
-        self.foreign_workloads: set[str] = set()
-        self.last_warned: dict[str, float] = {}
+        self.foreign_workloads = RecentNames(MAX_NAMES)
+        self.last_warned = RecentNames(MAX_NAMES)  # problem kind -> when it was last logged
+        self.last_input = self.no_publisher_since = None
+        self.ignored_logged = self.overflow_logged = self.no_publisher_logged = False
 
-        self.result_pub = self.create_publisher(InferenceResult, 'inference_result', 10)
-        self.status_pub = self.create_publisher(WorkloadStatus, 'workload_status', 10)
-        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.overlay_pub = self.create_publisher(Image, 'overlay', 1)
+    # ---- lifecycle --------------------------------------------------------------------------
+    def configure(self) -> None:
+        s = self.settings
+        if s['threads'] > 0:
+            import torch
+            torch.set_num_threads(s['threads'])
+        table_path = s['operating_points'] or str(default_table_path())
+        self.table = load_table(table_path)
+        self.model = build_model(table_path, s['device'], s['memory_budget_mb'], s['checkpoint'])
+        first = s['subnet_id'] or s['initial_subnet'] or \
+            (max(self.table.points, key=lambda pt: pt.accuracy).id if self.table.points else '')
+        if first:
+            self.model.switch(first)
+        info = self.table.supernet
+        labels = read_labels(s['labels_file']) if s['labels_file'] else list(info.labels or [])
+        mean, std = s['mean'], s['std']
+        if mean == [0.0] and std == [0.0]:
+            mean, std = list(info.normalization.mean), list(info.normalization.std)
+        self.classifier = Classifier(self.model, Preprocessor(mean, std, info.in_channels, s['device']),
+                                     labels, s['top_k'])
+        self._reset_state()
+        self._create_interfaces()
+        self.get_logger().info(
+            f"workload '{self.workload}': loaded {len(self.table.points)} operating points from {table_path}, "
+            f"active {self.model.active_subnet_id()} on {s['device']} ({self._mode()} mode); "
+            f"input {self.image_topic}")
+
+    def _create_interfaces(self) -> None:
+        s = self.settings
+        self.result_pub = self._made(self.destroy_lifecycle_publisher, self.create_lifecycle_publisher(
+            InferenceResult, 'inference_result', 10))
+        self.status_pub = self._made(self.destroy_lifecycle_publisher, self.create_lifecycle_publisher(
+            WorkloadStatus, 'workload_status', 10))
+        self.overlay_pub = self._made(self.destroy_lifecycle_publisher, self.create_lifecycle_publisher(
+            Image, 'overlay', 1))
+        # /diagnostics also while inactive: it says so
+        self.diag_pub = self._made(self.destroy_publisher, self.create_publisher(DiagnosticArray, '/diagnostics', 10))
         qos = QoSProfile(  # the sensor-data profile, with the depth and reliability asked for
-            history=HistoryPolicy.KEEP_LAST, depth=depth, durability=qos_profile_sensor_data.durability,
-            reliability=ReliabilityPolicy.RELIABLE if reliability == 'reliable' else ReliabilityPolicy.BEST_EFFORT)
-        if transport == 'compressed':
-            self.create_subscription(CompressedImage, 'image/compressed', self._on_compressed, qos)
-        else:
-            self.create_subscription(Image, 'image', self._on_image, qos)
-        self.create_subscription(SubnetDecision, 'subnet_decision', self._on_decision, 10)
-        self.create_subscription(PerformanceTarget, 'performance_target', self._on_target, 10)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+            history=HistoryPolicy.KEEP_LAST, depth=s['qos_depth'], durability=qos_profile_sensor_data.durability,
+            reliability=ReliabilityPolicy.RELIABLE if s['qos_reliability'] == 'reliable'
+            else ReliabilityPolicy.BEST_EFFORT)
+        self.image_sub = self._made(self.destroy_subscription, self.create_subscription(
+            CompressedImage if self.compressed else Image, self.image_topic,
+            self._on_compressed if self.compressed else self._on_image, qos, raw=True))
+        self._made(self.destroy_subscription,
+                   self.create_subscription(SubnetDecision, 'subnet_decision', self._on_decision, 10))
+        self._made(self.destroy_subscription,
+                   self.create_subscription(PerformanceTarget, 'performance_target', self._on_target, 10))
         # Steady clock: health keeps being reported while a replayed bag pauses (stamps use ROS time).
-        self.create_timer(1.0 / status_rate, self._publish_status, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._made(self.destroy_timer, self.create_timer(1.0 / s['status_rate_hz'], self._publish_status,
+                                                         clock=steady))
+        self._made(self.destroy_timer, self.create_timer(WATCHDOG_PERIOD_S, self._check_publishers, clock=steady))
 
+    def _made(self, destroy: Callable[[Any], Any], entity):
+        self._entities.append((destroy, entity))
+        return entity
+
+    def activate(self) -> None:
+        self.slot = LatestFrameSlot()
+        self.worker = InferenceWorker(self.slot, self._serve, self._on_serve_error)
         self.worker.start()
-        self.get_logger().info(f"workload '{self.workload}': {len(self.table.points)} operating points "
-                               f"from {table_path}, active {self.model.active_subnet_id()} on {device}")
+        self.active_since = time.monotonic()
+        self.serving = True
+        self.get_logger().info(f'serving {self.image_topic}')
 
-    # ---- parameters -------------------------------------------------------------------------
-    def _declare(self, name: str, default, description: str, read_only: bool = True):
-        """Parameters are read at start-up (read-only) unless the node applies changes at run time."""
-        return self.declare_parameter(name, default, describe(description, read_only)).value
+    def deactivate(self) -> None:
+        self.serving = False  # frames arriving from now on are ignored (not served, not problems)
+        if self.worker is not None:
+            self.worker.stop()
+        self.worker = self.slot = None
+        self.get_logger().info('inactive: not serving')
 
+    def cleanup(self) -> None:
+        """Free the model and every topic; safe when never configured, and idempotent."""
+        self.serving = False
+        while self._entities:
+            destroy, entity = self._entities.pop()
+            destroy(entity)
+        freed = self.model is not None
+        device = self.settings['device']
+        self.table = self.model = self.classifier = None
+        if freed:
+            gc.collect()
+            if device.startswith('cuda'):
+                import torch
+                torch.cuda.empty_cache()
+            self.get_logger().info('cleaned up: model freed')
+
+    def _mode(self) -> str:
+        return 'manual' if self.manual else 'managed'
+
+    # ---- parameters: validate the whole set, then apply ---------------------------------------
     def _on_set_parameters(self, params) -> SetParametersResult:
+        """Validate every parameter of the set first; side effects only once all of them are valid.
+
+        rclpy sets the values right after the on-set callbacks succeed (read-only and type checks ran
+        before), so applying at the end of this, the node's only callback, happens exactly when the set
+        succeeds. (Post-set callbacks are newer than Humble: add_post_set_parameters_callback is Iron+.)
+        """
+        changes = {}
         for param in params:
-            if param.name == 'subnet_id' and param.value:
-                try:
-                    self._switch(param.value, 'parameter subnet_id')
-                except KeyError as exc:
-                    return SetParametersResult(successful=False, reason=str(exc))
+            if param.name == 'subnet_id':
+                problem = self._subnet_problem(param.value)
             elif param.name == 'top_k':
-                if param.value < 1:
-                    return SetParametersResult(successful=False, reason='top_k must be >= 1')
-                self.classifier.top_k = param.value
+                valid, rule = RULES['top_k']
+                problem = None if valid(param.value) else f'top_k must be {rule}, got {param.value}'
+            else:
+                continue
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
+            changes[param.name] = param.value
+        self._apply_parameters(changes)
         return SetParametersResult(successful=True)
+
+    def _subnet_problem(self, subnet_id: str) -> str | None:
+        if not subnet_id:
+            return None  # back to managed mode
+        if self.model is None:
+            return 'not configured: the operating-point table is not loaded yet'
+        if len(subnet_id) > MAX_ID_CHARS or subnet_id not in self.model.subnet_ids():
+            return f"unknown sub-network '{clip(subnet_id)}' (not in the operating-point table)"
+        return None
+
+    def _apply_parameters(self, changes: dict[str, Any]) -> None:
+        self.settings.update(changes)
+        if 'top_k' in changes and self.classifier is not None:
+            self.classifier.top_k = changes['top_k']
+        if 'subnet_id' not in changes:
+            return
+        if changes['subnet_id']:
+            self.manual, self.ignored_logged = True, False
+            self._switch(changes['subnet_id'], "manual mode: decisions are ignored until subnet_id is set to ''")
+        elif self.manual:
+            self.manual = False
+            self.get_logger().info('managed mode: following subnet_decision again')
 
     def _switch(self, subnet_id: str, reason: str) -> None:
         """Activate `subnet_id` for the next frame (KeyError if unknown); one path for topic and parameter."""
         self.model.switch(subnet_id)
         self.latency.clear()  # the window describes the previous sub-network
-        self.get_logger().info(f'switched to {subnet_id} ({reason})')
+        self.get_logger().info(f'switched to {subnet_id} ({clip(reason, REASON_CHARS)})')
 
-    # ---- inputs (executor thread: check and hand over; never decode or run the model) ----------
-    def _on_image(self, msg: Image) -> None:
-        self._accept(msg.header, lambda: image_to_array(msg, self.max_pixels),
-                     lambda: check_image(msg, self.max_pixels))
+    # ---- inputs (executor thread: O(1) checks on the serialized frame; never decode or run the model) --
+    def _on_image(self, data: bytes) -> None:
+        self._accept(data, self._check_image)
 
-    def _on_compressed(self, msg: CompressedImage) -> None:
-        self._accept(msg.header, lambda: compressed_to_array(msg, self.max_pixels),
-                     lambda: check_compressed(msg, self.max_pixels))
+    def _on_compressed(self, data: bytes) -> None:
+        self._accept(data, self._check_compressed)
 
-    def _accept(self, header: Header, decode: Callable[[], np.ndarray], check: Callable[[], None]) -> None:
-        """Cheap checks here; decoding happens on the inference thread, only for frames it serves."""
+    def _check_image(self, data: bytes) -> None:
+        fields = peek_image(data)
+        if fields is None:  # not plain CDR: deserialise to check (rare)
+            check_image(deserialize_message(data, Image), self.max_pixels)
+        else:
+            check_raw(fields.encoding, fields.height, fields.width, fields.step, fields.data_size,
+                      self.max_pixels)
+
+    def _check_compressed(self, data: bytes) -> None:
+        fields = peek_compressed(data)
+        if fields is None:
+            check_compressed(deserialize_message(data, CompressedImage), self.max_pixels)
+        else:
+            check_compressed_fields(fields.format, fields.data, self.max_pixels)
+
+    def _accept(self, data: bytes, check: Callable[[bytes], None]) -> None:
+        """Cheap checks here; deserialising and decoding happen on the inference thread, only when served."""
+        if not self.serving:
+            return  # inactive: frames are not served and are not problems
         now = time.monotonic()  # node latency counts from here
+        self.last_input = now
         self.input_rate.tick(now)
         with self.counts_lock:
             self.counts['received'] += 1
         try:
-            check()
+            check(data)
         except ImageDecodeError as exc:
             self._reject_image(exc)
             return
-        if self.slot.put(Frame(header, decode, now)):
+        if self.slot.put(Frame(data, now)):
             with self.counts_lock:
                 self.counts['dropped'] += 1
 
@@ -182,62 +353,81 @@ class PerceptionNode(Node):
     def _reject(self, counter: str, problem: str, kind: str) -> None:
         """Count the problem; warn at most once per WARN_PERIOD_S for each kind of problem."""
         now = time.monotonic()
+        problem = clip(problem, 300)
+        self.events.add(counter, problem, now)
         with self.counts_lock:
             self.counts[counter] += 1
             self.last_problem = problem
-            suppressed = now - self.last_warned.get(kind, -math.inf) < WARN_PERIOD_S
+            suppressed = now - self.last_warned.get(kind) < WARN_PERIOD_S
             if not suppressed:
-                self.last_warned[kind] = now
+                self.last_warned.put(kind, now)
         if not suppressed:
             self.get_logger().warning(problem)
 
     def _on_decision(self, msg: SubnetDecision) -> None:
         if msg.workload != self.workload:
-            if msg.workload not in self.foreign_workloads:  # the topic is shared by all workloads
-                self.foreign_workloads.add(msg.workload)
-                self.get_logger().warning(f"ignoring decisions for workload '{msg.workload}' "
-                                          f"(this node serves '{self.workload}')")
+            self._note_foreign(msg.workload)  # the topic is shared by all workloads
+            return
+        if self.manual:
+            if not self.ignored_logged:
+                self.ignored_logged = True
+                self.get_logger().info(f"manual mode: ignoring the decision {clip(msg.subnet_id)} (and later "
+                                       f"ones) while subnet_id is set; set subnet_id to '' to follow decisions")
             return
         if msg.subnet_id == self.model.active_subnet_id():
             return
         try:
+            if len(msg.subnet_id) > MAX_ID_CHARS:
+                raise KeyError(f'unknown sub-network {clip(msg.subnet_id)!r}')
             self._switch(msg.subnet_id, msg.reason)
         except KeyError as exc:
-            self._reject('commands_rejected', f'decision rejected: {exc}', 'decision')
+            self._reject('commands_rejected', f'decision rejected: {clip(exc, 200)}', 'decision')
+
+    def _note_foreign(self, workload: str) -> None:
+        """Log each other workload once, remembering at most MAX_NAMES of them."""
+        if not self.foreign_workloads.put(workload):
+            return
+        self.get_logger().warning(f"ignoring decisions for workload '{clip(workload)}' "
+                                  f"(this node serves '{self.workload}')")
+        if self.foreign_workloads.overflowed and not self.overflow_logged:
+            self.overflow_logged = True
+            self.get_logger().warning(f'more than {MAX_NAMES} other workloads seen: remembering the '
+                                      f'{MAX_NAMES} most recent (a forgotten one is logged again)')
 
     def _on_target(self, msg: PerformanceTarget) -> None:
         if msg.workload != self.workload:
             return
-        values = {'max_latency_ms': msg.max_latency_ms, 'min_accuracy': msg.min_accuracy}
-        for name, value in values.items():
-            if math.isnan(value):
-                self._reject('commands_rejected', f'target {name} is NaN: treated as no constraint', 'target')
-                values[name] = 0.0
-            elif value < 0 or math.isinf(value):
-                self._reject('commands_rejected', f'target {name}={value} rejected (must be finite, >= 0)', 'target')
-                return
-        self.target = Target(**values)
+        try:
+            self.target = target_from_msg(msg)
+        except InvalidTarget as exc:  # the shared semantics: NaN/inf/negative rejected, 0 = no constraint
+            self._reject('commands_rejected', f'target rejected, keeping the previous one: {exc}', 'target')
 
     # ---- inference thread ------------------------------------------------------------------
     def _serve(self, frame: Frame) -> None:
+        if self.compressed:
+            msg = deserialize_message(frame.data, CompressedImage)
+            decode: Callable[[], np.ndarray] = lambda: compressed_to_array(msg, self.max_pixels)  # noqa: E731
+        else:
+            msg = deserialize_message(frame.data, Image)
+            decode = lambda: image_to_array(msg, self.max_pixels)  # noqa: E731
         try:
-            pixels = frame.decode()
+            pixels = decode()
         except ImageDecodeError as exc:  # e.g. a corrupt JPEG
             self._reject_image(exc)
             return
         result: Classification = self.classifier.classify(pixels)
         self.latency.add(result.preprocess_ms + result.inference_ms + result.postprocess_ms)
-        msg = InferenceResult(header=frame.header, workload=self.workload, subnet_id=result.subnet_id,
+        out = InferenceResult(header=msg.header, workload=self.workload, subnet_id=result.subnet_id,
                               class_ids=result.class_ids, scores=result.scores, labels=result.labels,
                               preprocess_ms=result.preprocess_ms, inference_ms=result.inference_ms,
                               postprocess_ms=result.postprocess_ms)
-        msg.node_latency_ms = (time.monotonic() - frame.received) * 1e3
-        self.result_pub.publish(msg)
+        out.node_latency_ms = (time.monotonic() - frame.received) * 1e3
+        self.result_pub.publish(out)
         self.output_rate.tick()
         with self.counts_lock:
             self.counts['processed'] += 1
         if self.overlay_pub.get_subscription_count() > 0:
-            self.overlay_pub.publish(draw_overlay(frame.header, pixels, result))
+            self.overlay_pub.publish(draw_overlay(msg.header, pixels, result))
 
     def _on_serve_error(self, frame: Frame, exc: Exception) -> None:
         self._reject('errors', f'inference failed: {type(exc).__name__}: {exc}', 'inference')
@@ -257,28 +447,51 @@ class PerceptionNode(Node):
         p50, p95 = self.latency.percentile(50), self.latency.percentile(95)
         met, why = self.target_check(p95)
         active = self.model.active_subnet_id()
-        point = self.table.point(active)
         with self.counts_lock:
             counts = dict(self.counts)
-            last_problem = self.last_problem
+        t = self.target
         status = WorkloadStatus(
-            workload=self.workload, active_subnet_id=active, graph_variant=point.graph_variant,
+            workload=self.workload, active_subnet_id=active, graph_variant=self.table.point(active).graph_variant,
             latency_p50_ms=p50, latency_p95_ms=p95, frames_received=counts['received'],
             frames_processed=counts['processed'], frames_dropped=counts['dropped'],
             frames_rejected=counts['rejected'], input_rate_hz=self.input_rate.rate_hz(),
             output_rate_hz=self.output_rate.rate_hz(), target_met=met, target_status=why,
-            memory_mb=self._materialised_mb())
-        status.header.stamp = self.get_clock().now().to_msg()
+            memory_mb=self._materialised_mb(), control_mode=self._mode(),
+            target=PerformanceTarget(workload=self.workload, max_latency_ms=t.max_latency_ms,
+                                     min_accuracy=t.min_accuracy, max_energy_mj=t.max_energy_mj,
+                                     priority=t.priority))
+        status.header.stamp = status.target.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(status)
-        level, message = DiagnosticStatus.OK, 'serving'
-        if counts['errors']:
-            level, message = DiagnosticStatus.ERROR, last_problem
-        elif not met or counts['rejected'] or counts['commands_rejected']:
-            level, message = DiagnosticStatus.WARN, why or last_problem
-        values = {'active_subnet_id': active, 'latency_p50_ms': f'{p50:.2f}', 'latency_p95_ms': f'{p95:.2f}',
+        self._publish_diagnostics(status, counts, why)
+
+    def _health(self, met: bool, why: str) -> tuple[bytes, str, dict[str, int]]:
+        """Level and message from the last `diagnostics_window_s` only: old problems are forgotten."""
+        now = time.monotonic()
+        window = self.events.counts(now)
+        if not self.serving:
+            return DiagnosticStatus.OK, 'inactive (configured, not serving)', window
+        if window.get('errors'):
+            return DiagnosticStatus.ERROR, self.events.latest('errors', now), window
+        idle_s = now - (self.last_input or self.active_since)
+        if idle_s >= self.events.window_s:
+            return DiagnosticStatus.WARN, f'no input for {idle_s:.0f} s on {self.image_topic}', window
+        if not met:
+            return DiagnosticStatus.WARN, why, window
+        for kind in ('rejected', 'commands_rejected'):
+            if window.get(kind):
+                return DiagnosticStatus.WARN, self.events.latest(kind, now), window
+        return DiagnosticStatus.OK, 'serving', window
+
+    def _publish_diagnostics(self, status: WorkloadStatus, counts: dict[str, int], why: str) -> None:
+        level, message, window = self._health(status.target_met, why)
+        values = {'active_subnet_id': status.active_subnet_id, 'control_mode': status.control_mode,
+                  'latency_p50_ms': f'{status.latency_p50_ms:.2f}', 'latency_p95_ms': f'{status.latency_p95_ms:.2f}',
                   'input_rate_hz': f'{status.input_rate_hz:.1f}', 'output_rate_hz': f'{status.output_rate_hz:.1f}',
                   **{f'frames_{k}' if k in ('received', 'processed', 'dropped', 'rejected') else k: str(v)
-                     for k, v in counts.items()}, 'last_problem': last_problem}
+                     for k, v in counts.items()},
+                  'diagnostics_window_s': f'{self.events.window_s:g}',
+                  **{f'window_{k}': str(window.get(k, 0)) for k in ('rejected', 'commands_rejected', 'errors')},
+                  'last_problem': self.last_problem}
         diag = DiagnosticArray(status=[DiagnosticStatus(
             level=level, name=f'dynofa_ros: perception {self.workload}', message=message,
             hardware_id=self.get_fully_qualified_name(),
@@ -286,13 +499,34 @@ class PerceptionNode(Node):
         diag.header.stamp = status.header.stamp
         self.diag_pub.publish(diag)
 
+    def _check_publishers(self) -> None:
+        """Warn once when nothing has matched the image subscription for `no_publisher_warn_s`."""
+        limit = self.settings['no_publisher_warn_s']
+        if not self.serving or limit <= 0:
+            return
+        if matched_publishers(self, self.image_sub, self.image_topic):
+            self.no_publisher_since, self.no_publisher_logged = None, False
+            return
+        now = time.monotonic()
+        self.no_publisher_since = self.no_publisher_since or now
+        if now - self.no_publisher_since >= limit and not self.no_publisher_logged:
+            self.no_publisher_logged = True
+            self.get_logger().warning(
+                f'no publisher matches {self.image_topic} after {limit:g} s: check the topic (remap with '
+                f'-r image:=<camera topic>; transport:=compressed subscribes <image>/compressed) and the '
+                f'QoS (qos_reliability:={self.settings["qos_reliability"]}; a reliable subscription does not '
+                f'match a best-effort camera)')
+
     def _materialised_mb(self) -> float:
         report = self.model.memory_report().values()
         return sum(entry['weight_bytes'] for entry in report if entry['materialised']) / 2**20
 
-    def destroy_node(self) -> None:
-        self.worker.stop()
-        super().destroy_node()
+
+def matched_publishers(node: ManagedNode, subscription, topic: str) -> int:
+    """Publishers matched with `subscription` (QoS-compatible); on Humble, publishers on the topic."""
+    if hasattr(subscription, 'get_publisher_count'):  # newer than Humble: Subscription.get_publisher_count (Iron+)
+        return subscription.get_publisher_count()
+    return node.count_publishers(topic)
 
 
 def build_model(table_path: str, device: str, memory_budget_mb: float, checkpoint: str):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 
 import numpy as np
 
@@ -59,3 +59,79 @@ class RateMeter:
     def _trim(self, now: float) -> None:
         while self._stamps and now - self._stamps[0] > self.window_s:
             self._stamps.popleft()
+
+
+class WindowedCounts:
+    """Event counts per kind over the last `window_s` seconds, with the latest message of each kind.
+
+    Diagnostics built on cumulative counters stay WARN forever after one bad frame; these forget. Events
+    go into `buckets` fixed-width time buckets, so memory is bounded whatever the event rate.
+    """
+
+    def __init__(self, window_s: float, buckets: int = 20) -> None:
+        self.window_s = window_s
+        self._bucket_s = window_s / buckets
+        self._buckets: deque[tuple[int, dict[str, int]]] = deque(maxlen=buckets + 1)
+        self._latest: dict[str, tuple[float, str]] = {}  # kind -> (time, message)
+        self._lock = threading.Lock()
+
+    def add(self, kind: str, message: str = '', now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        index = int(now // self._bucket_s)
+        with self._lock:
+            if not self._buckets or self._buckets[-1][0] != index:
+                self._buckets.append((index, {}))
+            counts = self._buckets[-1][1]
+            counts[kind] = counts.get(kind, 0) + 1
+            self._latest[kind] = (now, message)
+
+    def counts(self, now: float | None = None) -> dict[str, int]:
+        """Events per kind in the window (kinds with none are absent)."""
+        now = time.monotonic() if now is None else now
+        oldest = int((now - self.window_s) // self._bucket_s) + 1
+        total: dict[str, int] = {}
+        with self._lock:
+            for index, counts in self._buckets:
+                if index >= oldest:
+                    for kind, n in counts.items():
+                        total[kind] = total.get(kind, 0) + n
+        return total
+
+    def latest(self, kind: str, now: float | None = None) -> str:
+        """The last message of `kind` if it happened within the window, else ''."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            when, message = self._latest.get(kind, (-float('inf'), ''))
+        return message if now - when <= self.window_s else ''
+
+
+class RecentNames:
+    """At most `cap` names, the least recently seen forgotten first (an LRU set).
+
+    Names from topics (workloads, problem kinds) must not grow memory without bound; `overflowed` turns
+    true the first time a name is forgotten, so the caller can warn once.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.overflowed = False
+        self._names: OrderedDict[str, float] = OrderedDict()
+
+    def get(self, name: str, default: float = -float('inf')) -> float:
+        return self._names.get(name, default)
+
+    def put(self, name: str, value: float = 0.0) -> bool:
+        """Remember `name` with `value`; True when it was not known. May evict the oldest name."""
+        known = name in self._names
+        self._names[name] = value
+        self._names.move_to_end(name)
+        if len(self._names) > self.cap:
+            self._names.popitem(last=False)
+            self.overflowed = True
+        return not known
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._names
+
+    def __len__(self) -> int:
+        return len(self._names)
