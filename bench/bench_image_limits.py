@@ -3,8 +3,9 @@
 
     source ws/env.sh && python bench/bench_image_limits.py [--rounds 30]
 
-Writes bench/results/image_limits.json (+ .md). In one process, interleaved round by round:
-- (cases in a shuffled order each round) `decode_compressed` on the issue's bombs (PNG declaring 30000x30000: 875 KB grey, 2.6 MB RGB), which
+Writes bench/results/image_limits.json (+ .md). In one process, interleaved round by round (in a new
+shuffled order each round):
+- `decode_compressed` on the issue's bombs (PNG declaring 30000x30000: 875 KB grey, 2.6 MB RGB), which
   it rejects from the IHDR header: wall and thread-CPU time per call (CPU time leaves out the
   preemption a loaded machine adds), Python-traced peak memory (tracemalloc, which numpy and
   OpenCV's output arrays report to) and the process's peak-RSS growth over all those calls;

@@ -167,12 +167,17 @@ def test_alpha_and_palette_pngs_decode_to_grey_or_rgb():
         decoded = decode_compressed('png', buffer.getvalue())
         assert decoded.shape == grey.shape + (channels,) and decoded.dtype == np.uint8, mode
         np.testing.assert_array_equal(decoded[..., 0], grey)
+    buffer = io.BytesIO()
+    PIL.fromarray(grey >= 128).save(buffer, 'PNG')  # 1-bit grey: expanded to 0 / 255, not 0 / 1
+    assert buffer.getvalue()[24] == 1
+    decoded = decode_compressed('mono8; png compressed mono8', buffer.getvalue())
+    np.testing.assert_array_equal(decoded[..., 0], np.where(grey >= 128, 255, 0))
 
 
 @pytest.mark.parametrize('fmt,blob,reason', [
     ('bgr8; png compressed bgr8', 'grey16', 'format says bgr8 but the data is a 16-bit grey PNG'),
     ('mono8; png compressed mono8', 'grey16', 'format says mono8 but the data is a 16-bit grey PNG'),
-    ('mono16; png compressed mono16', 'grey8', 'format says mono16 but the data is a 8-bit grey PNG'),
+    ('mono16; png compressed mono16', 'grey8', 'format says mono16 but the data is an 8-bit grey PNG'),
     ('16UC1; png compressed mono16', 'grey16', "depth source encoding '16UC1' is not intensity"),
     ('32FC1; png compressed 32fc1', 'grey16', "depth source encoding '32FC1' is not intensity"),
     ('16UC1; compressedDepth png', 'grey16', 'compressedDepth'),

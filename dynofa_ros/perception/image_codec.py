@@ -110,7 +110,7 @@ class CompressedInfo:
 
     def describe(self) -> str:
         kind = {1: 'grey', 2: 'grey+alpha', 3: 'colour', 4: 'colour+alpha'}[self.channels]
-        return f'a {self.bit_depth}-bit {kind} {self.codec.upper()}'
+        return f"{'an' if self.bit_depth == 8 else 'a'} {self.bit_depth}-bit {kind} {self.codec.upper()}"
 
 
 _MAGIC = ((b'\x89PNG\r\n\x1a\n', 'png'), (b'\xff\xd8\xff', 'jpeg'), (b'II*\x00', 'TIFF'),
@@ -260,13 +260,14 @@ def decode_compressed(fmt: str, data: bytes | bytearray | memoryview,
     info = check_compressed(fmt, data, max_pixels)
     raw = np.frombuffer(data, dtype=np.uint8)
     pixels = _decode_cv2(raw, info) if cv2 is not None else _decode_pillow(raw.tobytes(), info)
+    corrupt = f'corrupt or undecodable {info.codec.upper()}'
     if pixels.shape[:2] != (info.height, info.width):
-        raise ImageDecodeError(f'corrupt or undecodable {info.codec.upper()}: decoded {pixels.shape[1]}x{pixels.shape[0]}, '
+        raise ImageDecodeError(f'{corrupt}: decoded {pixels.shape[1]}x{pixels.shape[0]}, '
                                f'header says {info.width}x{info.height}')
     if pixels.dtype == np.uint16:
         pixels = scale_to_8bit(pixels)
     elif pixels.dtype != np.uint8:
-        raise ImageDecodeError(f'corrupt or undecodable {info.codec.upper()}: decoded {pixels.dtype} pixels')
+        raise ImageDecodeError(f'{corrupt}: decoded {pixels.dtype} pixels')
     return np.ascontiguousarray(pixels[..., None] if pixels.ndim == 2 else pixels)
 
 
