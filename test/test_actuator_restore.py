@@ -199,3 +199,36 @@ def test_state_file_round_trip_is_atomic_and_keeps_foreign_entries(tmp_path):
     store.foreign = {}
     store.finish({})
     assert not store.path.exists()
+
+
+CGROUP_V1 = Path("/sys/fs/cgroup/cpu")
+
+
+@pytest.mark.skipif(not os.access(CGROUP_V1 / "cpu.cfs_quota_us", os.W_OK) or os.geteuid() != 0,
+                    reason="needs a writable cgroup v1 CPU controller (root)")
+def test_emulation_kill9_then_restart_releases_the_throttled_processes(ros_graph, probe, tmp_path):
+    import subprocess
+    import sys
+    from dynofa_ros.msg import FrequencyDecision
+    pub = probe.publisher(FrequencyDecision, "frequency_decision")
+    child = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.01)"])
+    params = {"backend": "emulation", "dry_run": False, "emulation_pids": [child.pid], "emulation_cores": 1,
+              "device_profile": "generic_x86", "state_file": str(tmp_path / "state.json")}
+    try:
+        proc = ros_graph.start("frequency_actuator_node", parameters=params)
+        probe.wait_for(lambda: "backend emulation" in proc.output(), 30, "the emulation backend")
+        group = CGROUP_V1 / f"dynofa_emulated_dvfs_{proc.process.pid}"
+        _apply_until(probe, pub, _decision(cpu0=800_000_000),
+                     lambda: group.exists() and _read(group / "cpu.cfs_quota_us") == "26666", "the CPU cap")
+        assert str(child.pid) in _read(group / "cgroup.procs").split()
+        os.killpg(proc.process.pid, signal.SIGKILL)
+        proc.process.wait(10)
+        assert group.exists(), "a killed actuator cannot clean up: its group still caps the process"
+        proc = ros_graph.start("frequency_actuator_node", parameters={**params, "emulation_pids": [0]})
+        probe.wait_for(lambda: "backend emulation" in proc.output(), 30, "the restarted actuator")
+        assert not group.exists() and "stale emulation group" in proc.output()
+        assert str(child.pid) in _read(CGROUP_V1 / "cgroup.procs").split()   # back in the parent, uncapped
+        _assert_clean_exit(proc)
+    finally:
+        child.kill()
+        child.wait()

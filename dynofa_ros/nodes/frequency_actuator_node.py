@@ -16,10 +16,12 @@ from dynofa_ros.nodes.lifecycle import run_node
 from dynofa_ros.nodes.parameters import describe
 from dynofa_ros.msg import FrequencyDecision
 from dynofa_ros.platform.actuators import SysfsFrequencyActuator, WriteResult, default_state_path
-from dynofa_ros.platform.emulation import LABEL, CgroupCpuBandwidth, detect_cgroup, pids_matching
+from dynofa_ros.platform.emulation import (LABEL, CgroupCpuBandwidth, detect_cgroup, pids_matching,
+                                           release_stale_groups)
 from dynofa_ros.platform.profiles import load_profile
 
 BACKENDS = ("auto", "sysfs", "emulation", "none")
+GROUP_PREFIX = "dynofa_emulated_dvfs_"
 REPEAT_LOG_S = 10.0       # the same failure on the same path is logged again at most this often
 MAX_MATCH_CHARS = 256
 MAX_PIDS = 1024
@@ -113,7 +115,10 @@ class FrequencyActuatorNode(Node):
 
     def _make_emulation(self, gp) -> CgroupCpuBandwidth:
         cores, pids, match = int(gp("emulation_cores")), list(gp("emulation_pids")), str(gp("emulation_match"))
-        emul = CgroupCpuBandwidth(f"dynofa_emulated_dvfs_{os.getpid()}", cores or os.cpu_count() or 1,
+        log = self.get_logger()
+        for r in release_stale_groups(GROUP_PREFIX, gp("cgroup_root")):   # an actuator killed before close()
+            (log.info if r.ok else log.warning)(f"stale emulation group: {r}")
+        emul = CgroupCpuBandwidth(f"{GROUP_PREFIX}{os.getpid()}", cores or os.cpu_count() or 1,
                                   gp("cgroup_root"), dry_run=self.dry_run)
         self.match = match
         self._report(emul.add_pids([int(x) for x in pids if int(x) > 0]))

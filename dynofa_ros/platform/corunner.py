@@ -14,7 +14,6 @@ Python with `CoRunner(...)` (a child process group, stopped on exit).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -22,17 +21,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import TracebackType
 
 import psutil
 
-from dynofa_ros.platform.emulation import CgroupCpuBandwidth, detect_cgroup
+from dynofa_ros.platform.emulation import CgroupCpuBandwidth, release_stale_groups
 
 MAX_WORKERS = 256
 MAX_DURATION_S = 24 * 3600.0
 PERIOD_RANGE_S = (0.001, 10.0)
 MODULE = "dynofa_ros.platform.corunner"   # also what the actuator's emulation_match can look for
+GROUP_PREFIX = "dynofa_corunner_"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -118,20 +117,12 @@ def run(workers: int, duty: float, period_s: float, duration_s: float, cap: floa
     return 0
 
 
-def _remove_stale_groups(cgroup_root: str) -> None:
-    """Groups left by a co-runner killed with SIGKILL: rmdir succeeds only on an empty cgroup."""
-    found = detect_cgroup(cgroup_root)
-    for d in found[1].glob("dynofa_corunner_*") if found else []:
-        pid = d.name.rsplit("_", 1)[1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            with contextlib.suppress(OSError):
-                d.rmdir()
-
-
 def _confine(pids: list[int], cap: float, cores: int, cgroup_root: str) -> CgroupCpuBandwidth | None:
-    _remove_stale_groups(cgroup_root)
+    for r in release_stale_groups(GROUP_PREFIX, cgroup_root):   # left by a co-runner killed with SIGKILL
+        if not r.ok and not r.error.startswith("ESRCH"):
+            print(f"corunner: stale group: {r}", file=sys.stderr, flush=True)
     try:
-        group = CgroupCpuBandwidth(f"dynofa_corunner_{os.getpid()}", cores, cgroup_root)
+        group = CgroupCpuBandwidth(f"{GROUP_PREFIX}{os.getpid()}", cores, cgroup_root)
     except (RuntimeError, OSError) as exc:
         print(f"corunner: not confined ({exc}); running unconfined", file=sys.stderr, flush=True)
         return None

@@ -32,7 +32,8 @@ class CgroupCpuBandwidth:
     """A child cgroup holding the throttled processes; `set_fraction(x)` caps them at x of `cores` CPUs."""
 
     def __init__(self, name: str, cores: int, cgroup_root: str | os.PathLike = "/sys/fs/cgroup",
-                 dry_run: bool = False, period_us: int = 100_000) -> None:
+                 dry_run: bool = False, period_us: int = 100_000, existing: bool = False) -> None:
+        """`existing`: take over a group that is already there (to release it), creating nothing."""
         found = detect_cgroup(cgroup_root)
         if found is None:
             raise RuntimeError(f"no writable cgroup CPU controller under {cgroup_root} (v1 cpu/ or v2 cpu)")
@@ -45,8 +46,11 @@ class CgroupCpuBandwidth:
         self.writer = SysfsWriter([self.group / f for f in files] + [self.parent / "cgroup.procs"],
                                   dry_run=dry_run, emulated=True)
         self.pids: list[int] = []
-        self.created = False
-        if not dry_run:
+        self.created = existing
+        if existing:
+            procs = read_text(self.group / "cgroup.procs") or ""
+            self.pids = [int(p) for p in procs.split() if p.isdigit()]
+        elif not dry_run:
             self.group.mkdir(exist_ok=True)
             self.created = True
             if self.version == "v1":
@@ -82,6 +86,21 @@ class CgroupCpuBandwidth:
                 out.append(WriteResult(str(self.group), "rmdir", False, False, str(exc), True))
             self.created = False
         return out
+
+
+def release_stale_groups(prefix: str, cgroup_root: str | os.PathLike = "/sys/fs/cgroup",
+                         proc: str | os.PathLike = "/proc") -> list[WriteResult]:
+    """Groups named `<prefix><pid>` whose owner is gone (killed before `close()`, e.g. kill -9) still cap
+    their processes: lift the cap, move the processes back to the parent, remove the group."""
+    found = detect_cgroup(cgroup_root)
+    if found is None:
+        return []
+    out: list[WriteResult] = []
+    for group in sorted(found[1].glob(f"{prefix}*")):
+        owner = group.name[len(prefix):]
+        if owner.isdigit() and group.is_dir() and not (Path(proc) / owner).exists():
+            out += CgroupCpuBandwidth(group.name, 1, cgroup_root, existing=True).close()
+    return out
 
 
 def pids_matching(substring: str, proc: str | os.PathLike = "/proc") -> list[int]:
