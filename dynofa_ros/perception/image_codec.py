@@ -201,6 +201,7 @@ class FormatSpec:
 
 
 def parse_format(fmt: str) -> FormatSpec:
+    """Codec, source and target encodings named by `fmt`; an ambiguous or depth format is rejected."""
     if len(fmt) > 256:
         raise ImageDecodeError(f"unsupported compressed format '{clip(fmt)}' ({len(fmt)} characters)")
     source, _, rest = fmt.rpartition(';')
