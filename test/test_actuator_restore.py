@@ -149,6 +149,8 @@ def test_a_failed_write_is_logged_with_path_and_errno(ros_graph, probe, nx_setup
                  "the failed write's log line")
     line = next(x for x in proc.output().splitlines() if "write failed" in x)
     assert f"{gpu / 'max_freq'} <- 306000000 FAILED: EISDIR" in line and "WARN" in line
+    flood = _decision(**{f"d{i}": 1 for i in range(65)})                # more domains than any board has
+    _apply_until(probe, pub, flood, lambda: "ignored a decision with 65 domains" in proc.output(), "the cap")
     _apply_until(probe, pub, _decision(cpu0=1_000_000_000), _cpu0_applied(root), "a later good decision")
     out = _assert_clean_exit(proc)
     assert out.count("write failed") == 1, "the same failure is rate-limited, not logged per decision"

@@ -241,3 +241,39 @@ def test_allowlist_refuses_other_paths(tmp_path):
     (tmp_path / "allowed").write_text("1\n")
     assert w2.write(tmp_path / "allowed", 5).ok and w2.original(tmp_path / "allowed") == "1"
     assert (tmp_path / "allowed").read_text() == "5"
+
+
+def test_no_frequency_list_clamps_to_cpuinfo_or_refuses(nx):
+    pol2, pol4 = nx / "sys/devices/system/cpu/cpufreq/policy2", nx / "sys/devices/system/cpu/cpufreq/policy4"
+    (pol2 / "scaling_available_frequencies").unlink()
+    (pol4 / "scaling_available_frequencies").unlink()
+    (pol4 / "cpuinfo_min_freq").write_text("garbage\n")
+    (nx / "sys/devices/17000000.gv11b/devfreq/17000000.gv11b/available_frequencies").unlink()
+    act = SysfsFrequencyActuator(nx)
+    assert act.domains["cpu2"].cluster.limits_khz == (115200, 1907200)
+    assert act.apply([("cpu2", 9_000_000_000)])[-1].value == "1907200"
+    assert act.apply([("cpu2", 1)])[-1].value == "115200"
+    assert act.apply([("cpu2", 800_000_000)])[-1].value == "800000"      # inside the limits: as asked
+    for name in ("cpu4", "gpu"):
+        (r,) = act.apply([(name, 500_000_000)])
+        assert not r.ok and not r.tried and "refused" in r.error
+    assert _read(pol4 / "scaling_setspeed") == "<unsupported>"
+
+
+def test_restore_is_per_file_and_reports_unusable_originals(nx):
+    gpu = nx / "sys/devices/17000000.gv11b/devfreq/17000000.gv11b"
+    (gpu / "min_freq").write_text("n/a\n")
+    act = SysfsFrequencyActuator(nx)
+    act.apply([("gpu", 306_000_000), ("cpu0", 1_000_000_000)])
+    res = act.restore()
+    bad = [r for r in res if not r.ok]
+    assert len(bad) == 1 and bad[0].path.endswith("min_freq") and "'n/a' is not an integer" in bad[0].error
+    assert _read(gpu / "max_freq") == "1109250000"
+    assert _read(nx / "sys/devices/system/cpu/cpufreq/policy0/scaling_governor") == "schedutil"
+
+
+def test_failed_write_names_the_errno(tmp_path):
+    target = tmp_path / "attr"
+    target.mkdir()
+    r = SysfsWriter([target]).write(target, 1)
+    assert not r.ok and r.error.startswith("EISDIR") and str(target) in str(r)

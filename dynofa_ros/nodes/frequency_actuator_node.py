@@ -28,6 +28,7 @@ MAX_PIDS = 1024
 MAX_CORES = 4096
 MAX_LOGGED_PATHS = 256    # bounds the per-path log state (domain names come from messages)
 MAX_DOMAIN_CHARS = 64
+MAX_DOMAINS = 64          # a board has a handful of DVFS domains; more in one decision is not a decision
 
 
 class FrequencyActuatorNode(Node):
@@ -125,6 +126,10 @@ class FrequencyActuatorNode(Node):
         return emul
 
     def _on_decision(self, msg: FrequencyDecision) -> None:
+        if len(msg.domains) > MAX_DOMAINS:
+            self.get_logger().warning(f"ignored a decision with {len(msg.domains)} domains (at most {MAX_DOMAINS})",
+                                      throttle_duration_sec=REPEAT_LOG_S)
+            return
         pairs = [(d.domain[:MAX_DOMAIN_CHARS], int(d.frequency_hz)) for d in msg.domains]
         if msg.dry_run:
             self.get_logger().debug(f"dry-run decision, not applied: {pairs}")
