@@ -1,9 +1,10 @@
 """Start-up parameter validation of the platform monitor and frequency actuator nodes (issue 13, items
 6-8), through real processes: a bad value is exit code 1 and exactly one FATAL line, never a traceback,
-never silently replaced by its default, never a busy loop."""
+never silently replaced by its default, never a busy loop; and the monitor's per-workload state is bounded."""
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,18 @@ def test_bad_parameter_is_one_fatal_line_and_exit_1(ros_graph, tmp_path, executa
     assert code == 1, out
     assert len(fatal) == 1 and expected in fatal[0], out
     assert "Traceback" not in out, out
+
+
+def test_workload_names_are_bounded_and_the_monitor_keeps_publishing(ros_graph, probe):
+    from dynofa_ros.msg import PlatformLoad, WorkloadStatus
+    probe.subscribe(PlatformLoad, "platform_load")
+    status = probe.publisher(WorkloadStatus, "workload_status", 200)
+    proc = ros_graph.start("platform_monitor_node", parameters={"simulated": True, "rate_hz": 10.0})
+    probe.wait_for(lambda: status.get_subscription_count() > 0, 30, "the monitor to subscribe")
+    for i in range(100):                                      # more names than the cap, all fresh
+        status.publish(WorkloadStatus(workload=f"w{i}", output_rate_hz=1.0, latency_p50_ms=1.0))
+        time.sleep(0.005)
+    probe.wait_for(lambda: "more than 64 workloads" in proc.output(), 15, "the cap warning")
+    t0 = time.monotonic()
+    probe.wait_for(lambda: len(probe.since("platform_load", t0)) >= 3, 10, "platform load after the flood")
+    assert proc.running() and proc.output().count("more than 64 workloads") == 1   # rate-limited

@@ -26,6 +26,8 @@ _STATUS = {"Charging": BatteryState.POWER_SUPPLY_STATUS_CHARGING,
 MAX_RATE_HZ = 100.0       # beyond this the timer is a busy loop that only burns the CPU it measures
 MAX_TIME_SCALE = 10000.0
 AMBIENT_RANGE_C = (-60.0, 150.0)
+UTIL_FRESH_S = 5.0        # a workload's status older than this no longer counts as load
+MAX_WORKLOADS = 64        # workload names come from messages: bounded, stale ones pruned first
 
 
 class PlatformMonitorNode(Node):
@@ -122,15 +124,23 @@ class PlatformMonitorNode(Node):
             self.sim.set_frequencies({d.domain: int(d.frequency_hz) for d in msg.domains})
 
     def _on_status(self, msg: WorkloadStatus) -> None:
-        if math.isfinite(msg.output_rate_hz) and math.isfinite(msg.latency_p50_ms):
-            self._util[msg.workload] = (msg.output_rate_hz * msg.latency_p50_ms / 1000.0, time.monotonic())
+        if not (math.isfinite(msg.output_rate_hz) and math.isfinite(msg.latency_p50_ms)):
+            return
+        now, name = time.monotonic(), msg.workload[:64]
+        if name not in self._util and len(self._util) >= MAX_WORKLOADS:
+            self._util = {k: v for k, v in self._util.items() if now - v[1] < UTIL_FRESH_S}
+            if len(self._util) >= MAX_WORKLOADS:
+                self.get_logger().warning(f"more than {MAX_WORKLOADS} workloads report status; ignoring new "
+                                          "names until some go quiet", throttle_duration_sec=10.0)
+                return
+        self._util[name] = (max(0.0, msg.output_rate_hz * msg.latency_p50_ms / 1000.0), now)
 
     def _tick(self) -> None:
         now = time.monotonic()
         stamp = self.get_clock().now().to_msg()
         if self.simulated:
             cores = sum(d.cores for d in self.sim.profile.domains if d.kind == "cpu") or 1
-            busy = sum(u for u, t in self._util.values() if now - t < 5.0)
+            busy = sum(u for u, t in self._util.values() if now - t < UTIL_FRESH_S)
             self.sim.set_workload_util("cpu", busy / cores)
             self.sim.step((now - self._last) * self.time_scale)
             snap = self.sim.snapshot()
