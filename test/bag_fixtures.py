@@ -130,7 +130,8 @@ def write_db3(db_path: Path, rec: Recording, era: str | int) -> None:
     with sqlite3.connect(db_path) as db:
         db.executescript(DDL[era])
         if era in (5, 6, 7):
-            db.execute('INSERT INTO schema VALUES (?, ?)', (4 if era == 7 else 3, 'iron' if era == 7 else 'humble'))
+            schema, distro = (4, 'iron') if era == 7 else (3, 'humble')
+            db.execute('INSERT INTO schema VALUES (?, ?)', (schema, distro))
         ids = {}
         for topic_id, topic in enumerate(_topics(rec), 1):
             msgtype = TYPES[topic].replace('/msg/', '/') if era == 'early' else TYPES[topic]

@@ -262,3 +262,102 @@ def test_bad_input_is_one_fatal_line_and_exit_1(case, ros_graph, tmp_path):
     assert 'Traceback' not in output, output
     assert len(fatal_lines(output)) == 1, output
     assert words in fatal_lines(output)[0], output
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize('kind', ['v4 sqlite3', 'v9 sqlite3', 'v8 mcap .mcap file', 'early sqlite3 .db3 file'])
+def test_recorded_qos_is_offered(kind, ros_graph, probe, tmp_path):
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+    _, path = make_bag(kind, tmp_path)
+    # Nobody subscribes, so the player waits (offering its publishers) while the probe looks at them.
+    player = play(ros_graph, path, wait_for_subscribers_s=60.0)
+    offers = {}
+    for topic in (TEMPERATURE, IMAGE):
+        infos = probe.wait_for(lambda t=topic: probe.node.get_publishers_info_by_topic(t), 30, f'{topic} offer')
+        offers[topic] = (infos[0].qos_profile.reliability, infos[0].qos_profile.durability)
+    latched = (ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.TRANSIENT_LOCAL)
+    default = (ReliabilityPolicy.RELIABLE, DurabilityPolicy.VOLATILE)
+    assert offers[TEMPERATURE] == (default if kind.startswith('early') else latched), player.output()
+    assert offers[IMAGE] == default
+
+
+@pytest.mark.ros
+def test_clock_is_steady_and_runs_at_rate(ros_graph, probe, tmp_path):
+    from rosgraph_msgs.msg import Clock
+    rec = recording(frames=3, period_ns=1_000_000_000, topics=(JPEG,))  # 2 s of bag time
+    write_versioned_bag(tmp_path / 'bag', 9, rec=rec)
+    probe.subscribe(Clock, '/clock', qos=_reliable(500))
+    subscribe_images(probe)
+    output = finish(play(ros_graph, tmp_path / 'bag', rate=2.0, clock_rate_hz=20.0, wait_for_subscribers_s=30.0))
+    assert 'replayed 3 messages' in output, output
+    probe.wait_for(lambda: len(probe.received(JPEG)) == 3, 10, 'the frames')
+    with probe.lock:
+        ticks = [(t, m.clock.sec * 1_000_000_000 + m.clock.nanosec) for t, _, m in probe.messages['/clock']]
+    bag_ns = [ns for _, ns in ticks]
+    assert bag_ns == sorted(bag_ns) and START_NS <= bag_ns[0] and bag_ns[-1] <= START_NS + 2_100_000_000
+    # 2 s of bag at rate 2 is 1 s of wall time: about 20 ticks at 20 Hz (not 3, one per message).
+    assert 15 <= len(ticks) <= 26, len(ticks)
+    wall_span, bag_span = ticks[-1][0] - ticks[0][0], (bag_ns[-1] - bag_ns[0]) / 1e9
+    assert bag_span / wall_span == pytest.approx(2.0, rel=0.2)
+    steps = [(b - a) / 1e6 for a, b in zip(bag_ns, bag_ns[1:])]
+    assert statistics.median(steps) == pytest.approx(100.0, rel=0.2), steps  # 50 ms of wall at rate 2
+    assert max(steps) < 400, steps
+
+
+@pytest.mark.ros
+def test_last_message_is_delivered_before_exit(ros_graph, probe, tmp_path):
+    """The player exits right after its last frame; a reliable subscriber must still get it, every time."""
+    from sensor_msgs.msg import Image
+    rec = recording(frames=6, period_ns=2_000_000, topics=(IMAGE,))
+    write_versioned_bag(tmp_path / 'bag', 9, rec=rec)
+    probe.subscribe(Image, IMAGE, qos=_reliable())
+    for trial in range(5):
+        before = len(probe.received(IMAGE))
+        player = play(ros_graph, tmp_path / 'bag', wait_for_subscribers_s=30.0)
+        output = finish(player)
+        assert player.process.returncode == 0, output
+        got = probe.wait_for(lambda: len(probe.received(IMAGE)) - before >= 6 and probe.received(IMAGE),
+                             5, f'all 6 frames in trial {trial}')
+        assert [m.header.frame_id for m in got[before:]] == rec.frame_ids[IMAGE]
+
+
+@pytest.mark.ros
+def test_loop_restarts_at_once(ros_graph, probe, tmp_path):
+    """Each pass of a 0.1 s bag follows the last at once: no per-loop wait for subscribers."""
+    import time
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import CompressedImage
+    rec = recording(frames=3, period_ns=50_000_000, topics=(JPEG, TEMPERATURE, UNSUPPORTED))
+    write_versioned_bag(tmp_path / 'bag', 9, rec=rec)
+    probe.subscribe(CompressedImage, JPEG, qos=_reliable())
+    probe.subscribe(Clock, '/clock', qos=_reliable(500))
+    # Nobody takes /temperature: the player waits the full 3 s for it, but only before the first pass.
+    player = play(ros_graph, tmp_path / 'bag', loop=True, wait_for_subscribers_s=3.0)
+    probe.wait_for(lambda: probe.received(JPEG), 60, 'the first frame')
+    start = time.monotonic()
+    probe.wait_for(lambda: len(probe.received(JPEG)) >= 15, 10, 'five passes')
+    assert time.monotonic() - start < 5.0
+    player_output = player.output()
+    assert player.running(), player_output
+    assert player_output.count(f'skipping {UNSUPPORTED}') == 1
+    frames = [m.header.frame_id for m in probe.received(JPEG)]
+    assert frames[:15] == rec.frame_ids[JPEG] * 5
+    clock = [m.clock.sec * 1_000_000_000 + m.clock.nanosec for m in probe.received('/clock')]
+    assert any(b < a for a, b in zip(clock, clock[1:])), 'bag time restarts on each pass'
+    assert player.stop() == 0
+
+
+@pytest.mark.ros
+def test_topic_allowlist_and_remapping(ros_graph, probe, tmp_path):
+    from sensor_msgs.msg import Image
+    rec = write_versioned_bag(tmp_path / 'bag', 8, rec=recording(frames=3))
+    subscribe_images(probe)
+    probe.subscribe(Image, '/cam/raw', qos=_reliable())
+    output = finish(play(ros_graph, tmp_path / 'bag', remappings={IMAGE: '/cam/raw'}, topics=[IMAGE],
+                         wait_for_subscribers_s=30.0))
+    assert 'replayed 3 messages' in output, output
+    got = probe.wait_for(lambda: len(probe.received('/cam/raw')) >= 3 and probe.received('/cam/raw'), 10,
+                         'remapped frames')
+    assert [m.header.frame_id for m in got] == rec.frame_ids[IMAGE]
+    assert probe.received(IMAGE) == [] and probe.received(JPEG) == [] and probe.received(TEMPERATURE) == []
+    assert 'skipping' not in output  # left out by the allowlist, not for their type

@@ -11,6 +11,7 @@ fatal line and exit code 1.
 from __future__ import annotations
 
 import time
+from collections.abc import Generator, Iterator
 
 import rclpy
 from builtin_interfaces.msg import Time
@@ -36,6 +37,7 @@ REPLAYABLE = {
     'diagnostic_msgs/msg/DiagnosticArray': DiagnosticArray,
 }
 FALLBACK_DRAIN_S = 0.5  # without wait_for_all_acked: time given to the last messages before exit
+SLICE_S = 0.05  # longest the playback blocks the executor at a time
 
 
 def _time(nanoseconds: int) -> Time:
@@ -64,7 +66,8 @@ class BagPlayer(Node):
             self.bag.close()
             raise
         self.clock_pub = self.create_publisher(Clock, '/clock', 10) if self.clock_period_s else None
-        self._start = self.create_timer(0.0, self._play)
+        self._steps, self._wake_at, self._next_tick = self._playback(), 0.0, 0.0
+        self.create_timer(0.0, self._step)
 
     def _declare(self) -> None:
         def param(name, default, text):
@@ -108,84 +111,96 @@ class BagPlayer(Node):
                                f'{"keep all" if qos.keep_all else f"depth {qos.depth}"}')
         return publisher
 
-    def _play(self) -> None:
-        """Every pass, then exit: SystemExit leaves rclpy.spin, and run_node cleans up."""
-        self._start.cancel()
+    def _step(self) -> None:
+        """One slice of playback (sleeping at most SLICE_S), so run_node sees a stop request in between.
+
+        When playback ends, SystemExit(0) (or 1 for an unreadable bag) leaves the spin loop; run_node
+        still destroys the node while the context is valid.
+        """
+        now = time.monotonic()
+        if self._wake_at > now:
+            time.sleep(min(self._wake_at - now, SLICE_S))
+            return
         try:
-            self._wait_for_subscribers()
-            while self.context.ok():
-                count = self.play_once()
-                self.get_logger().info(f'replayed {count} messages from {self.bag.path}')
-                if not self.loop or count == 0:
-                    break
-            self._wait_for_delivery()
+            self._wake_at = next(self._steps)
+        except StopIteration:
+            raise SystemExit(0) from None
         except BagError as exc:
             self.get_logger().fatal(f'cannot play: {exc}')
             raise SystemExit(1) from None
-        raise SystemExit(0)
 
-    def play_once(self) -> int:
+    def _playback(self) -> Iterator[float]:
+        """The whole run as a generator of wall-clock (monotonic) times to resume at."""
+        yield from self._wait_for_subscribers()
+        while True:
+            count = yield from self._pass()
+            self.get_logger().info(f'replayed {count} messages from {self.bag.path}')
+            if not self.loop or count == 0:
+                break
+        yield from self._wait_for_delivery()
+
+    def _pass(self) -> Generator[float, None, int]:
         """One pass at `rate`, /clock ticking in between; returns the number of messages published."""
-        published, timeline, next_tick = 0, None, 0.0
+        published, timeline = 0, None
         for topic, stamp_ns, raw in self.bag.messages(self.publishers_by_topic):
             if timeline is None:
                 timeline = Timeline(stamp_ns, time.monotonic(), self.rate)
-                next_tick = timeline.wall_start
-            next_tick = self._sleep_until(timeline.wall_at(stamp_ns), timeline, next_tick)
-            if not self.context.ok():
-                break
-            msg_type = self.publishers_by_topic[topic].msg_type
+                self._next_tick = timeline.wall_start
+            yield from self._until(timeline.wall_at(stamp_ns), timeline)
+            publisher = self.publishers_by_topic[topic]
             try:
-                message = deserialize_message(bytes(raw), msg_type)
+                message = deserialize_message(bytes(raw), publisher.msg_type)
             except Exception as exc:  # rclpy raises several types for malformed CDR
                 raise BagError(f'{self.bag.path}: corrupt message on {topic} at {stamp_ns} ns: {exc}') \
                     from None
-            self.publishers_by_topic[topic].publish(message)
+            publisher.publish(message)
             published += 1
-        if timeline is not None and self.context.ok():
+        if timeline is not None:
             self._tick(timeline.bag_at(time.monotonic()))
         return published
 
-    def _sleep_until(self, due: float, timeline: Timeline, next_tick: float) -> float:
-        """Sleep until wall time `due`, publishing /clock on its steady schedule; returns the next tick."""
-        while self.context.ok():
+    def _until(self, due: float, timeline: Timeline) -> Iterator[float]:
+        """Resume times until wall time `due`, publishing /clock on its steady schedule meanwhile."""
+        while True:
             now = time.monotonic()
-            if self.clock_pub is not None and next_tick <= min(now, due):
+            if self.clock_pub is not None and self._next_tick <= min(now, due):
                 self._tick(timeline.bag_at(now))
                 # Late (loaded machine): resume the schedule from now instead of bursting to catch up.
-                next_tick = max(next_tick + self.clock_period_s, now)
+                self._next_tick = max(self._next_tick + self.clock_period_s, now)
                 continue
             if now >= due:
-                break
-            wake = min(due, next_tick) if self.clock_pub is not None else due
-            time.sleep(max(0.0, wake - now))
-        return next_tick
+                return
+            yield min(due, self._next_tick) if self.clock_pub is not None else due
 
     def _tick(self, bag_ns: int) -> None:
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=_time(bag_ns)))
 
-    def _wait_for_subscribers(self) -> None:
+    def _wait_for_subscribers(self) -> Iterator[float]:
         deadline = time.monotonic() + self.wait_s
-        while time.monotonic() < deadline and self.context.ok() and any(
+        while time.monotonic() < deadline and any(
                 publisher.get_subscription_count() == 0 for publisher in self.publishers_by_topic.values()):
-            time.sleep(0.05)
+            yield time.monotonic() + 0.05
 
-    def _wait_for_delivery(self) -> None:
-        """Before exit: until reliable subscribers have acknowledged everything (bounded)."""
-        publishers = [*self.publishers_by_topic.values(), *([self.clock_pub] if self.clock_pub else [])]
+    def _wait_for_delivery(self) -> Iterator[float]:
+        """Until reliable subscribers have acknowledged everything sent (bounded by ack_timeout_s)."""
+        pending = [*self.publishers_by_topic.values(), *([self.clock_pub] if self.clock_pub else [])]
         deadline = time.monotonic() + self.ack_timeout_s
-        for publisher in publishers:
-            wait = getattr(publisher, 'wait_for_all_acked', None)  # rclpy >= Galactic; guarded anyway
+        while pending and time.monotonic() < deadline:
+            wait = getattr(pending[0], 'wait_for_all_acked', None)  # rclpy >= Galactic; guarded anyway
             if wait is None:
-                time.sleep(min(FALLBACK_DRAIN_S, self.ack_timeout_s))
+                yield time.monotonic() + min(FALLBACK_DRAIN_S, self.ack_timeout_s)
                 return
-            left = max(0.0, deadline - time.monotonic())
-            if self.context.ok() and not wait(Duration(nanoseconds=int(left * 1e9))):
-                self.get_logger().warning(f'{publisher.topic_name}: not every subscriber acknowledged the '
-                                          f'last messages within {self.ack_timeout_s:g} s')
+            if wait(Duration(nanoseconds=int(SLICE_S * 1e9))):
+                pending.pop(0)
+            else:
+                yield time.monotonic()
+        for publisher in pending:
+            self.get_logger().warning(f'{publisher.topic_name}: not every subscriber acknowledged the last '
+                                      f'messages within {self.ack_timeout_s:g} s')
 
     def destroy_node(self) -> None:
+        self._steps.close()
         self.bag.close()
         super().destroy_node()
 
