@@ -1,16 +1,22 @@
 """The resource manager as a real process: its lifecycle, input freshness, state across restarts, target
-semantics and parameter validation (private localhost-only domain; the in-test probe drives it)."""
+semantics and parameter validation (private localhost-only domain; the in-test probe drives it), and the
+ROS-free input book-keeping (`dynofa_ros/manager/inputs.py`) it relies on."""
 from __future__ import annotations
 
+import math
+import os
+import signal
+import threading
 import time
 
 import pytest
 
 from test_manager_policy import make_table
 
-pytestmark = pytest.mark.ros
+ros = pytest.mark.ros
 
 NODE = "resource_manager"
+XAVIER = {"device_profile": "jetson_xavier_nx"}
 
 
 def _table(tmp_path):
@@ -40,6 +46,7 @@ def _change(probe, transition: int) -> bool:
                  ChangeState.Request(transition=Transition(id=transition))).success
 
 
+@ros
 def test_lifecycle_configure_activate_deactivate_cleanup(ros_graph, probe, tmp_path):
     from lifecycle_msgs.msg import Transition
     from dynofa_ros.msg import SubnetDecision
@@ -68,6 +75,7 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros_graph, probe, tmp_p
     assert "Traceback" not in proc.log_path.read_text()
 
 
+@ros
 def test_failed_configure_keeps_the_node_up_and_unconfigured(ros_graph, probe, tmp_path):
     from lifecycle_msgs.msg import Transition
     proc = ros_graph.start("resource_manager_node", name=NODE, parameters={
@@ -77,3 +85,144 @@ def test_failed_configure_keeps_the_node_up_and_unconfigured(ros_graph, probe, t
     assert _state(probe) == "unconfigured" and proc.running()
     assert "configure failed" in proc.output() and "missing.yaml" in proc.output()
     assert proc.stop() == 0
+
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _latest(probe, topic, pred=lambda m: True):
+    msgs = [m for m in probe.received(topic) if pred(m)]
+    return msgs[-1] if msgs else None
+
+
+def _subnet(probe, workload: str) -> str | None:
+    m = _latest(probe, "subnet_decision", lambda m: m.workload == workload)
+    return m.subnet_id if m else None
+
+
+def _diag(probe, name: str = "resource_manager", since: float = 0.0) -> list:
+    """('dynofa_ros: <name>' statuses received since `since`) as (status, {key: value}) pairs."""
+    return [(s, {kv.key: kv.value for kv in s.values}) for a in probe.since("/diagnostics", since)
+            for s in a.status if s.name == f"dynofa_ros: {name}"]
+
+
+def _subscribe_all(probe) -> None:
+    from diagnostic_msgs.msg import DiagnosticArray
+    from dynofa_ros.msg import FrequencyDecision, SubnetDecision
+    for topic, msg_type in (("subnet_decision", SubnetDecision), ("frequency_decision", FrequencyDecision),
+                            ("/diagnostics", DiagnosticArray)):
+        probe.subscribe(msg_type, topic)
+
+
+def _start_manager(ros_graph, probe, tmp_path, name: str | None = NODE, **parameters):
+    """A manager on the Xavier NX profile managing `cam` (18 ms bound: p5 fits when unloaded), up and deciding."""
+    params = {"operating_points": _table(tmp_path), "workloads": ["cam"], "cam.max_latency_ms": 18.0,
+              "diagnostics_period_s": 0.2, "min_dwell_s": 0.2, **XAVIER, **parameters}
+    proc = ros_graph.start("resource_manager_node", name=name, parameters=params)
+    probe.wait_for(lambda: _subnet(probe, "cam") == "p5" or not proc.running(), 60, "the initial decision (p5)")
+    assert proc.running(), proc.output()
+    return proc
+
+
+# ---------------------------------------------------------------------------------------------- freshness
+@ros
+def test_a_dead_monitors_last_load_stops_counting_after_expiry(ros_graph, probe, tmp_path):
+    from dynofa_ros.msg import PlatformLoad
+    _subscribe_all(probe)
+    loads = probe.publisher(PlatformLoad, "platform_load")
+    proc = _start_manager(ros_graph, probe, tmp_path, input_expiry_s=1.0)
+    probe.wait_for(lambda: loads.get_subscription_count() > 0, 10, "the manager to subscribe to platform_load")
+    t0 = time.monotonic()
+    loads.publish(PlatformLoad(cpu_percent=[90.0] * 6, gpu_percent=float("nan")))  # its last message
+    probe.wait_for(lambda: _subnet(probe, "cam") != "p5", 5, "a switch away from p5 under the 0.9 load")
+    loaded = probe.wait_for(lambda: [v for _, v in _diag(probe, since=t0) if float(v["cpu_background_load"]) > 0.8],
+                            5, "the load in diagnostics")
+    assert loaded[0]["stale_inputs"] == ""
+    # no further message: after the expiry the load is dropped, reported stale, and the decision recovers
+    stale = probe.wait_for(lambda: [(s, v) for s, v in _diag(probe, since=t0) if "load" in v["stale_inputs"]],
+                           5, "load reported stale")
+    status, values = stale[0]
+    assert time.monotonic() - t0 >= 1.0
+    assert status.level == status.WARN and "stale inputs: load" in status.message, status.message
+    assert float(values["age_load_s"]) >= 1.0 and float(values["cpu_background_load"]) == 0.0
+    # (the policy does not move back towards the point it just left for its reversal dwell, 10 s)
+    probe.wait_for(lambda: _subnet(probe, "cam") == "p5", 15, "p5 again once the dead monitor's load expired")
+    assert time.monotonic() - t0 >= 1.0, "the load stopped counting before it expired"
+    assert proc.running()
+
+
+def _keep_publishing(publisher, make, period_s: float, stop: threading.Event) -> threading.Thread:
+    def run():
+        while not stop.is_set():
+            publisher.publish(make())
+            time.sleep(period_s)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@ros
+def test_one_hot_reading_sets_no_cap_and_an_unrefreshed_zone_expires(ros_graph, probe, tmp_path):
+    from sensor_msgs.msg import Temperature
+
+    def reading(zone, celsius):
+        m = Temperature(temperature=celsius)
+        m.header.frame_id = zone
+        return m
+    _subscribe_all(probe)
+    temps = probe.publisher(Temperature, "temperature")
+    _start_manager(ros_graph, probe, tmp_path, input_expiry_s=1.0)
+    probe.wait_for(lambda: temps.get_subscription_count() > 0, 10, "the manager to subscribe to temperature")
+    stop = threading.Event()
+    thread = _keep_publishing(temps, lambda: reading("CPU-therm", 50.0), 0.1, stop)  # a live, cool zone
+    try:
+        probe.wait_for(lambda: [v for _, v in _diag(probe) if v["temperature_zones"] == "1"], 5, "the live zone")
+        t0 = time.monotonic()
+        temps.publish(reading("CPU-therm", 150.0))   # one outlier on the live zone
+        temps.publish(reading("SOC0-therm", 150.0))  # one reading from a zone nobody refreshes
+        time.sleep(1.5)
+        seen = _diag(probe, since=t0)
+        assert seen and all(v["cap_cpu"] == "1.00" and v["cap_gpu"] == "1.00" for _, v in seen), \
+            [(v["cap_cpu"], v["cap_gpu"]) for _, v in seen]
+        assert seen[-1][1]["temperature_zones"] == "1", "the unrefreshed zone was not pruned"
+        # confirmed (two readings) it caps at once; unrefreshed it expires and the cap recovers
+        t1 = time.monotonic()
+        temps.publish(reading("GPU-therm", 150.0))
+        temps.publish(reading("GPU-therm", 150.0))
+        probe.wait_for(lambda: [v for _, v in _diag(probe, since=t1) if float(v["cap_gpu"]) <= 0.5], 3,
+                       "the gpu capped by the confirmed reading")
+        probe.wait_for(lambda: [v for _, v in _diag(probe, since=t1 + 1.0) if v["cap_gpu"] == "1.00"
+                                and v["temperature_zones"] == "1"], 4, "the cap lifted once the zone expired")
+        assert not [v for _, v in _diag(probe, since=t1) if "temperature" in v["stale_inputs"]]
+    finally:
+        stop.set()
+        thread.join(2)
+
+
+@ros
+def test_a_flood_of_zones_is_capped_and_decisions_stay_within_budget(ros_graph, probe, tmp_path):
+    from sensor_msgs.msg import Temperature
+    from dynofa_ros.msg import PerformanceTarget
+    _subscribe_all(probe)
+    temps = probe.publisher(Temperature, "temperature", 1000)
+    targets = probe.publisher(PerformanceTarget, "performance_target")
+    proc = _start_manager(ros_graph, probe, tmp_path, max_temperature_zones=64, input_expiry_s=30.0)
+    probe.wait_for(lambda: temps.get_subscription_count() > 0, 10, "the manager to subscribe to temperature")
+    t0 = time.monotonic()
+    for i in range(10_000):  # as fast as the probe can: what the manager cannot take, DDS drops (keep-last)
+        m = Temperature(temperature=40.0 + i % 50)
+        m.header.frame_id = f"zone{i}"
+        temps.publish(m)
+    # (a few hundred get through on a loaded machine; each one past the 64th evicts the least recent)
+    seen = probe.wait_for(lambda: [v for _, v in _diag(probe, since=t0) if int(v["temperature_zones_evicted"]) >= 50],
+                          30, "zones evicted")
+    time.sleep(1.0)  # what is still queued
+    assert all(int(v["temperature_zones"]) <= 64 for _, v in _diag(probe, since=t0))
+    budget_ms = 5.0
+    assert all(float(v["search_ms"]) <= budget_ms for _, v in _diag(probe, since=t0)), \
+        max(float(v["search_ms"]) for _, v in _diag(probe, since=t0))
+    warnings = [ln for ln in proc.output().splitlines() if "more than 64 temperature zones" in ln]
+    assert len(warnings) <= 2, warnings  # rate-limited: one per 10 s
+    assert warnings and int(seen[-1]["temperature_zones"]) == 64
+    # and it still serves: a retarget acts at once
+    targets.publish(PerformanceTarget(workload="cam", max_latency_ms=5.0))
+    probe.wait_for(lambda: _subnet(probe, "cam") in ("p1", "p2"), 5, "the retarget after the flood")
