@@ -8,7 +8,11 @@ precomputes the table per block slot (exact for fixed-width MBv3, checked here),
 string keys for every candidate. Reported: wall time per limit, the ratio ofa / ours, and front quality
 (best predicted top-1 each finds within the limit).
 
-    python bench/bench_search.py --ofa-data ../shared/data/ofa [--lut DIR ...] [--generations 500]
+    python bench/bench_search.py --ofa-data ../shared/data/ofa [--lut NAME=DIR ...] [--generations 500]
+
+The committed result also ran Dynamic-OFA's published Jetson Xavier NX tables (UoS-EEC/DynamicOFA,
+optimal_search/latency/checkpoints/latency_table@jetson{,_GPU}/<R>_lookup_table.json), copied to /tmp:
+they are the user's files, not the project's.
 """
 from __future__ import annotations
 

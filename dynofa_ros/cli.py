@@ -292,6 +292,26 @@ def _remeasure_ofa_front(args: argparse.Namespace, adapter, front, rows) -> None
                  measured_median_ms=t.median_ms, measured_p95_ms=t.p95_ms, memory_mb=module_memory_mb(module))
 
 
+# ---------------------------------------------------------------------------------------- calibrate
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Per-sub-network BN statistics from a folder of images or a bag's image topic."""
+    import torch
+
+    from dynofa_ros.offline.calibrate import CalibrationError, calibrate_table, load_images
+    from dynofa_ros.operating_points import TableError
+    from dynofa_ros.supernet.checkpoint import CheckpointError
+
+    torch.set_num_threads(args.threads)
+    try:
+        images, source = load_images(args.images, args.bag, args.topic, args.max_images)
+        table = calibrate_table(args.table, images, checkpoint=args.checkpoint, out_table=args.out, source=source)
+    except (CalibrationError, TableError, CheckpointError, OSError) as exc:
+        sys.exit(f"dynofa calibrate: {exc}")
+    print(f"calibrated {len(table.points)} sub-networks on {len(images)} images ({source}) -> {args.out or args.table}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- plot
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -396,6 +416,17 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--ofa-lut", help="OFA-format LUT folder for --ofa-predictor mode (e.g. note10/)")
     _evolution_args(se)
     se.set_defaults(func=cmd_search)
+
+    ca = sub.add_parser("calibrate", help="per-sub-network BN statistics from your own images (folder or bag topic)")
+    ca.add_argument("table", help="operating-point table whose points get BN statistics")
+    ca.add_argument("--checkpoint", help="supernet file replacing the table's (e.g. your official OFA download)")
+    ca.add_argument("--images", help="folder of .jpg/.jpeg/.png images (searched recursively)")
+    ca.add_argument("--bag", help="rosbag2 folder or .db3/.mcap file")
+    ca.add_argument("--topic", help="image topic in --bag (sensor_msgs/Image or CompressedImage)")
+    ca.add_argument("--max-images", type=int, default=500, help="calibration images (spread over the source)")
+    ca.add_argument("--out", help="table to write (default: update TABLE in place); BN files go to bn/<name>/ beside it")
+    ca.add_argument("--threads", type=int, default=1)
+    ca.set_defaults(func=cmd_calibrate)
 
     pl = sub.add_parser("plot", help="PNG of a table's accuracy-latency front")
     pl.add_argument("table")

@@ -11,7 +11,7 @@ import math
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -48,6 +48,8 @@ class SupernetInfo:
     normalization: Normalization
     in_channels: int
     labels: tuple[str, ...] | None = None
+    labels_file: str | None = None   # one class name per line; resolved like `checkpoint`, read at load
+    crop: float = 1.0                # centre-crop share of the shorter side before resizing (ImageNet: 0.875)
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ class OperatingPointTable:
 
 _TOP_KEYS = {"version", "supernet", "devices", "points"}
 _SUPERNET_REQUIRED = {"family", "checkpoint", "num_classes", "normalization", "in_channels"}
-_SUPERNET_KEYS = _SUPERNET_REQUIRED | {"labels"}
+_SUPERNET_KEYS = _SUPERNET_REQUIRED | {"labels", "labels_file", "crop"}
+MAX_LABEL_CHARS = 200
 _POINT_KEYS = {"id", "architecture", "graph_variant", "bn_stats", "resolution", "accuracy", "mflops",
                "params_m", "memory_mb", "latency_ms"}
 
@@ -178,11 +181,17 @@ def _parse_supernet(obj: Any) -> SupernetInfo:
             raise TableError(f"supernet.labels: expected a list of num_classes={num_classes} names, got "
                              f"{len(labels) if isinstance(labels, list) else type(labels).__name__}")
         labels = tuple(_string(v, f"supernet.labels[{i}]") for i, v in enumerate(labels))
+    if labels is not None and s.get("labels_file") is not None:
+        raise TableError("supernet: give labels or labels_file, not both")
+    crop = _number(s.get("crop", 1.0), "supernet.crop", lo=0.0, hi=1.0)
+    if crop == 0:
+        raise TableError("supernet.crop: must be in (0, 1] (share of the shorter side kept), got 0")
     return SupernetInfo(family=family, checkpoint=_string(s["checkpoint"], "supernet.checkpoint"),
                         num_classes=num_classes,
                         normalization=Normalization(_float_list(norm["mean"], "supernet.normalization.mean",
                                                                 in_ch), std),
-                        in_channels=in_ch, labels=labels)
+                        in_channels=in_ch, labels=labels, crop=crop,
+                        labels_file=_string(s["labels_file"], "supernet.labels_file") if s.get("labels_file") else None)
 
 
 def _parse_point(obj: Any, i: int, devices: tuple[str, ...]) -> OperatingPoint:
@@ -263,8 +272,12 @@ def table_to_dict(table: OperatingPointTable) -> dict:
     """Plain-YAML form (field order as documented)."""
     s = table.supernet
     sup: dict[str, Any] = {"family": s.family, "checkpoint": s.checkpoint, "num_classes": s.num_classes}
-    if s.labels is not None:
+    if s.labels_file is not None:
+        sup["labels_file"] = s.labels_file
+    elif s.labels is not None:
         sup["labels"] = list(s.labels)
+    if s.crop != 1.0:
+        sup["crop"] = s.crop
     sup["normalization"] = {"mean": list(s.normalization.mean), "std": list(s.normalization.std)}
     sup["in_channels"] = s.in_channels
     return {
@@ -299,9 +312,26 @@ def load_table(path: str | os.PathLike, *, family: str | None = None, num_classe
             raise TableError(f"supernet.num_classes: table has {table.supernet.num_classes}, model has {num_classes}")
         if device is not None and device not in table.devices:
             raise TableError(f"devices: table was not measured on {device!r}; it has {list(table.devices)}")
+        if table.supernet.labels_file is not None:
+            labels = read_labels(resolve_package_path(path, table.supernet.labels_file), table.supernet.num_classes)
+            table = replace(table, supernet=replace(table.supernet, labels=labels))
     except TableError as exc:
         raise TableError(f"{path}: {exc}") from None
     return table
+
+
+def read_labels(path: Path, num_classes: int) -> tuple[str, ...]:
+    """A labels file: exactly `num_classes` non-empty lines (bounded), e.g. the 1000 ImageNet classes."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.strip() for _, line in zip(range(num_classes + 1), f)]
+    except OSError as exc:
+        raise TableError(f"supernet.labels_file: cannot read {path}: {exc}") from None
+    lines = [line for line in lines if line]
+    if len(lines) != num_classes or any(len(line) > MAX_LABEL_CHARS for line in lines):
+        raise TableError(f"supernet.labels_file: {path} must hold exactly num_classes={num_classes} names of at "
+                         f"most {MAX_LABEL_CHARS} characters, one per line")
+    return tuple(lines)
 
 
 def save_table(table: OperatingPointTable, path: str | os.PathLike) -> None:
@@ -336,11 +366,11 @@ def resolve_bn_stats(table_path: str | os.PathLike, point: OperatingPoint) -> Pa
     return p if p.is_absolute() else Path(table_path).resolve().parent / p
 
 
-def resolve_checkpoint(table_path: str | os.PathLike, table: OperatingPointTable) -> Path:
-    """Checkpoint path: absolute, or relative to the package root holding the table. The root is the
-    nearest ancestor of the table's folder where the relative path exists (source tree or install
+def resolve_package_path(table_path: str | os.PathLike, path: str) -> Path:
+    """A path named in a table: absolute, or relative to the package root holding the table. The root is
+    the nearest ancestor of the table's folder where the relative path exists (source tree or install
     share/ folder); if none has it, the folder above `config/`, so the error shows the expected place."""
-    ck = Path(table.supernet.checkpoint)
+    ck = Path(path)
     if ck.is_absolute():
         return ck
     table_dir = Path(table_path).resolve().parent
@@ -351,6 +381,11 @@ def resolve_checkpoint(table_path: str | os.PathLike, table: OperatingPointTable
         if root.name == "config":
             return root.parent / ck
     return table_dir / ck
+
+
+def resolve_checkpoint(table_path: str | os.PathLike, table: OperatingPointTable) -> Path:
+    """The table's supernet checkpoint (see `resolve_package_path`)."""
+    return resolve_package_path(table_path, table.supernet.checkpoint)
 
 
 DEFAULT_TABLE = "fmnist_ofa_mbv3.yaml"

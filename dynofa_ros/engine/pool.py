@@ -229,18 +229,18 @@ class SubnetPool:
                    checkpoint: str | os.PathLike | None = None) -> "SubnetPool":
         """Pool over a table's points (checkpoint and BN files resolved as the table schema says).
 
-        ``checkpoint`` replaces the table's supernet checkpoint (e.g. the same supernet fine-tuned);
-        it must match the table's family and sub-network ids.
+        ``checkpoint`` replaces the table's supernet checkpoint (e.g. the same supernet fine-tuned, or the
+        user's official OFA ImageNet file for an ImageNet table); it must match the table's family and
+        sub-network ids.
 
         ``variants`` restricts which graph variants are materialised (e.g. skip ``compiled`` on a
         machine without a compiler); points whose id carries ``@variant`` use the base id's spec.
         """
         from ..operating_points import load_table, resolve_bn_stats, resolve_checkpoint
-        from ..supernet.checkpoint import load_supernet
+        from ..supernet.checkpoint import load_table_supernet
 
         table = load_table(table_path)
-        supernet, _ = load_supernet(checkpoint or resolve_checkpoint(table_path, table),
-                                    family=table.supernet.family)
+        supernet, _ = load_table_supernet(checkpoint or resolve_checkpoint(table_path, table), table.supernet.family)
         points = []
         for p in table.points:
             if variants is not None and p.graph_variant not in variants:

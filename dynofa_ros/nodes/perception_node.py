@@ -182,7 +182,7 @@ class PerceptionNode(ManagedNode):
         mean, std = s['mean'], s['std']
         if mean == [0.0] and std == [0.0]:
             mean, std = list(info.normalization.mean), list(info.normalization.std)
-        self.classifier = Classifier(self.model, Preprocessor(mean, std, info.in_channels, s['device']),
+        self.classifier = Classifier(self.model, Preprocessor(mean, std, info.in_channels, s['device'], crop=info.crop),
                                      labels, s['top_k'])
         self._reset_state()
         self._create_interfaces()

@@ -84,9 +84,29 @@ def save_supernet(supernet: Supernet, path: str | os.PathLike, meta: dict[str, A
             os.unlink(tmp)
 
 
+def is_official_ofa(payload: Any) -> bool:
+    """An official OFA file: ``{'state_dict': tensors}`` (or bare tensors) without the project's header."""
+    if not isinstance(payload, dict) or "format" in payload:
+        return False
+    state = payload.get("state_dict", payload)
+    return isinstance(state, dict) and "first_conv.conv.weight" in state
+
+
+def load_table_supernet(path: str | os.PathLike, family: str) -> tuple[Supernet, dict[str, Any]]:
+    """The supernet a table names: the project format, or for ``ofa_mbv3`` an official OFA MobileNetV3
+    file (``ofa_mbv3_d234_e346_k357_w1.0`` / ``_w1.2``, the user's own download)."""
+    payload = _read(path)
+    if family == "ofa_mbv3" and is_official_ofa(payload):
+        return _official_from_payload(payload, str(path)), {"format": "ofa_official"}
+    return _project_from_payload(payload, str(path), family)
+
+
 def load_supernet(path: str | os.PathLike, family: str | None = None) -> tuple[Supernet, dict[str, Any]]:
     """Rebuild the supernet stored at ``path``; returns (supernet in eval mode, meta)."""
-    payload = _read(path)
+    return _project_from_payload(_read(path), str(path), family)
+
+
+def _project_from_payload(payload: Any, path: str, family: str | None) -> tuple[Supernet, dict[str, Any]]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = " (an official OFA file? use load_official_ofa_mbv3)" if isinstance(payload, dict) and "state_dict" in payload else ""
         raise CheckpointError(f"{path}: not a {FORMAT} checkpoint{hint}")
@@ -126,9 +146,12 @@ def load_official_ofa_mbv3(path: str | os.PathLike, width_mult: float | None = N
 
     ``width_mult`` is inferred from the first conv's width when not given (16 -> 1.0, 24 -> 1.2).
     """
+    return _official_from_payload(_read(path), str(path), width_mult, **kwargs)
+
+
+def _official_from_payload(payload: Any, path: str, width_mult: float | None = None, **kwargs: Any) -> Supernet:
     from .ofa_mbv3 import OFAMobileNetV3Supernet
 
-    payload = _read(path)
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a dict with a 'state_dict' of tensors (official OFA format)")
