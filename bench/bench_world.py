@@ -118,7 +118,9 @@ def main() -> None:
               "python": pyplatform.python_version(), "seeds": args.seeds, "phase_s": args.phase_s,
               "scenarios": {sc.name: sc.description for sc in scenarios(0, args.phase_s) if sc.name in summary},
               "summary": summary, "goals": goals(summary), "paper_energy_saving": PAPER_SAVING,
-              "wall_s": time.perf_counter() - t0, "runs": runs}
+              "wall_s": time.perf_counter() - t0,
+              "runs": {sc: {n: [{k: v for k, v in r.items() if k != "phases"} for r in rs] for n, rs in by.items()}
+                       for sc, by in runs.items()}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from dynofa_ros.evaluation.harness import DT_S, Command, Loop, Observation, Tally, start
+from dynofa_ros.evaluation.harness import Command, Loop, Observation, Tally, start
 from dynofa_ros.evaluation.scenarios import Scenario, Workload
 from dynofa_ros.manager.policy import PlatformState, PolicyConfig, ResourcePolicy, WorkloadFeedback
 from dynofa_ros.platform.profiles import load_profile
@@ -259,5 +259,5 @@ def best_static(scenario: Scenario, seed: int, workloads: tuple[Workload, ...], 
     return Fixed(f"best static point, {objective} first", [cmd], scenario)
 
 
-__all__ = ["DT_S", "Governor", "ReferenceLoop", "PolicyController", "Fixed", "oracle", "best_static",
+__all__ = ["Governor", "ReferenceLoop", "PolicyController", "Fixed", "oracle", "best_static",
            "governor_hz", "user_pick"]
