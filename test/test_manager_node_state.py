@@ -106,11 +106,13 @@ def _diag(probe, name: str = "resource_manager", since: float = 0.0) -> list:
 
 
 def _subscribe_all(probe) -> None:
+    """Decisions as their subscribers should take them (latched: what was published before matching too)."""
     from diagnostic_msgs.msg import DiagnosticArray
     from dynofa_ros.msg import FrequencyDecision, SubnetDecision
-    for topic, msg_type in (("subnet_decision", SubnetDecision), ("frequency_decision", FrequencyDecision),
-                            ("/diagnostics", DiagnosticArray)):
-        probe.subscribe(msg_type, topic)
+    from dynofa_ros.nodes.resource_manager_node import latched_qos
+    probe.subscribe(SubnetDecision, "subnet_decision", latched_qos(2))
+    probe.subscribe(FrequencyDecision, "frequency_decision", latched_qos(2))
+    probe.subscribe(DiagnosticArray, "/diagnostics")
 
 
 def _start_manager(ros_graph, probe, tmp_path, name: str | None = NODE, **parameters):
@@ -226,3 +228,82 @@ def test_a_flood_of_zones_is_capped_and_decisions_stay_within_budget(ros_graph, 
     # and it still serves: a retarget acts at once
     targets.publish(PerformanceTarget(workload="cam", max_latency_ms=5.0))
     probe.wait_for(lambda: _subnet(probe, "cam") in ("p1", "p2"), 5, "the retarget after the flood")
+
+
+# ---------------------------------------------------------------------------------------------- restarts
+def _status(workload: str, subnet: str, mode: str = "managed", **target):
+    from dynofa_ros.msg import PerformanceTarget, WorkloadStatus
+    return WorkloadStatus(workload=workload, active_subnet_id=subnet, latency_p50_ms=math.nan,
+                          latency_p95_ms=math.nan, input_rate_hz=math.nan, output_rate_hz=math.nan,
+                          control_mode=mode, target=PerformanceTarget(workload=workload, **target))
+
+
+def _late_subscriber(probe, msg_type, topic: str) -> list:
+    """A new transient_local subscription: what it gets at once is the latched state."""
+    from dynofa_ros.nodes.resource_manager_node import latched_qos
+    got: list = []
+    probe.node.create_subscription(msg_type, topic, got.append, latched_qos(2))
+    return got
+
+
+@ros
+def test_restarted_manager_recovers_targets_and_decisions_are_latched(ros_graph, probe, tmp_path):
+    from dynofa_ros.msg import FrequencyDecision, PerformanceTarget, SubnetDecision, WorkloadStatus
+    _subscribe_all(probe)
+    targets = probe.publisher(PerformanceTarget, "performance_target")
+    statuses = probe.publisher(WorkloadStatus, "workload_status")
+    params = {"workloads": ["cam", "aux"], "aux.rate_hz": 1.0, "refresh_period_s": 3600.0}  # latching only
+    first = _start_manager(ros_graph, probe, tmp_path, **params)
+    targets.publish(PerformanceTarget(workload="cam", max_latency_ms=5.0))
+    probe.wait_for(lambda: _subnet(probe, "cam") in ("p1", "p2"), 5, "the decision for the 5 ms target")
+    os.killpg(first.process.pid, signal.SIGKILL)
+    first.process.wait(10)
+
+    t0 = time.monotonic()
+    second = ros_graph.start("resource_manager_node", parameters={
+        "operating_points": _table(tmp_path), "cam.max_latency_ms": 18.0, "diagnostics_period_s": 0.2,
+        "min_dwell_s": 0.2, **XAVIER, **params})
+    probe.wait_for(lambda: [m for m in probe.since("subnet_decision", t0) if m.workload == "cam"], 60,
+                   "the restarted manager's first decision")
+    assert _subnet(probe, "cam") == "p5", "the restart starts from its parameters (18 ms)"
+    # the perception node still holds the 5 ms target and reports it: the restarted manager adopts it
+    probe.wait_for(lambda: statuses.get_subscription_count() > 0, 10, "the manager to subscribe to status")
+    statuses.publish(_status("cam", "p5", max_latency_ms=5.0))
+    probe.wait_for(lambda: _subnet(probe, "cam") in ("p1", "p2"), 5, "the recovered 5 ms target respected")
+    assert "recovered target of cam" in second.output()
+    # a late subscriber gets the latest decision of every workload, and the frequencies, from the latch
+    late = _late_subscriber(probe, SubnetDecision, "subnet_decision")
+    late_freq = _late_subscriber(probe, FrequencyDecision, "frequency_decision")
+    probe.wait_for(lambda: {m.workload for m in late} == {"cam", "aux"} and late_freq, 5, "latched decisions")
+    latest = {m.workload: m.subnet_id for m in late}
+    assert latest["cam"] in ("p1", "p2") and latest["aux"] == "p5", latest
+    # an explicit target outranks what a status reports
+    targets.publish(PerformanceTarget(workload="cam", max_latency_ms=18.0))
+    probe.wait_for(lambda: _subnet(probe, "cam") == "p5", 15, "the explicit 18 ms target")
+    statuses.publish(_status("cam", "p5", max_latency_ms=5.0))
+    time.sleep(1.0)
+    assert _subnet(probe, "cam") == "p5" and second.output().count("recovered target") == 1
+
+
+@ros
+def test_manual_workload_gets_no_decisions_re_published(ros_graph, probe, tmp_path):
+    from dynofa_ros.msg import WorkloadStatus
+    _subscribe_all(probe)
+    statuses = probe.publisher(WorkloadStatus, "workload_status")
+    _start_manager(ros_graph, probe, tmp_path, workloads=["cam", "aux"], refresh_period_s=0.2, **{"aux.rate_hz": 1.0})
+    probe.wait_for(lambda: statuses.get_subscription_count() > 0, 10, "the manager to subscribe to status")
+    statuses.publish(_status("cam", "p0", mode="manual"))  # someone set cam's subnet_id by hand
+    probe.wait_for(lambda: [s for s, _ in _diag(probe, "workload cam")
+                            if s.message == "manual (decisions ignored by the node)"], 5, "cam shown as manual")
+    time.sleep(0.3)  # a decision already in flight
+    t0 = time.monotonic()
+    time.sleep(1.5)  # seven refresh periods
+    after = probe.since("subnet_decision", t0)
+    assert not [m for m in after if m.workload == "cam"], "a decision re-published for a manual workload"
+    assert len([m for m in after if m.workload == "aux"]) >= 3, "the managed workload stopped being refreshed"
+    values = _diag(probe, "workload cam")[-1][1]
+    assert values["control_mode"] == "manual" and values["subnet_id"] == "p5"  # it keeps deciding
+    t1 = time.monotonic()
+    statuses.publish(_status("cam", "p0", mode="managed"))
+    probe.wait_for(lambda: [m for m in probe.since("subnet_decision", t1) if m.workload == "cam"], 2,
+                   "cam's decision once it is managed again")
