@@ -259,8 +259,12 @@ def _search_ofa_imagenet(args: argparse.Namespace) -> int:
     scores = dict(zip(cands, acc(cands)))
     front = sorted(pareto_front(cands, lambda a: (cost(a), scores[a]), senses=("min", "max")), key=cost)
     rows = [{"config": a.as_ofa(), "predicted_accuracy": scores[a], "lut_latency_ms": cost(a)} for a in front]
+    if args.table_out and adapter is None:
+        sys.exit("dynofa search: --table-out needs --checkpoint (the official file whose front is measured here)")
     if adapter is not None:
         _remeasure_ofa_front(args, adapter, front, rows)
+    if args.table_out:
+        _write_imagenet_table(args, adapter, front, rows)
     for r in rows:
         meas = f"  measured {r['measured_median_ms']:7.2f} ms" if "measured_median_ms" in r else ""
         print(f"  {r['lut_latency_ms']:7.2f} ms (LUT){meas}  top-1 {r['predicted_accuracy']:.4f} (predicted)  r{r['config']['r'][0]}")
@@ -289,7 +293,40 @@ def _remeasure_ofa_front(args: argparse.Namespace, adapter, front, rows) -> None
         x = adapter.supernet.sample_input(spec).normal_().to(args.device)
         t = measure_latency(module, x, threads=args.threads)
         r.update(id=spec.encode(), device_key=device_key(args.device, args.threads, args.qualifier),
-                 measured_median_ms=t.median_ms, measured_p95_ms=t.p95_ms, memory_mb=module_memory_mb(module))
+                 measured_median_ms=t.median_ms, measured_p95_ms=t.p95_ms, memory_mb=module_memory_mb(module),
+                 mflops=adapter.mflops(a), params_m=sum(p.numel() for p in module.parameters()) / 1e6)
+
+
+IMAGENET_NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def _imagenet_labels() -> str:
+    """The shipped 1000 ImageNet class names (config/labels/imagenet1k.txt of the install or source tree)."""
+    from dynofa_ros.operating_points import default_table_path, resolve_package_path
+    return str(resolve_package_path(default_table_path(), "config/labels/imagenet1k.txt"))
+
+
+def _write_imagenet_table(args: argparse.Namespace, adapter, front, rows) -> None:
+    """An operating-point table of the re-measured front: measured latency and memory on this device,
+    the predictor's top-1 (no ImageNet here to measure it), no BN statistics yet (`dynofa calibrate`)."""
+    from dynofa_ros.operating_points import (LatencyStats, Normalization, OperatingPoint, OperatingPointTable,
+                                             SupernetInfo, save_table)
+
+    sup = adapter.supernet
+    points = tuple(OperatingPoint(
+        id=r["id"], architecture=sup.as_spec(r["id"]).describe(), graph_variant="eager", bn_stats=None,
+        resolution=a.r, accuracy=round(r["predicted_accuracy"], 5), mflops=round(r["mflops"], 3),
+        params_m=round(r["params_m"], 4), memory_mb=round(r["memory_mb"], 3),
+        latency_ms={r["device_key"]: LatencyStats(round(r["measured_median_ms"], 4),
+                                                  round(max(r["measured_p95_ms"], r["measured_median_ms"]), 4))})
+        for a, r in zip(front, rows))
+    info = SupernetInfo(family="ofa_mbv3", checkpoint=str(Path(args.checkpoint).resolve()),
+                        num_classes=sup.config()["n_classes"], normalization=Normalization(*IMAGENET_NORMALIZATION),
+                        in_channels=3, labels_file=_imagenet_labels() if sup.config()["n_classes"] == 1000 else None,
+                        crop=0.875)
+    save_table(OperatingPointTable(supernet=info, devices=(rows[0]["device_key"],), points=points), args.table_out)
+    print(f"operating-point table -> {args.table_out} (accuracy predicted; next: dynofa calibrate {args.table_out} "
+          "--images DIR)")
 
 
 # ---------------------------------------------------------------------------------------- calibrate
@@ -414,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--qualifier", help="extra device-key label, e.g. the nvpmodel mode")
     se.add_argument("--ofa-predictor", help="OFA acc_predictor.pth: search the OFA ImageNet w1.2 space instead")
     se.add_argument("--ofa-lut", help="OFA-format LUT folder for --ofa-predictor mode (e.g. note10/)")
+    se.add_argument("--table-out", help="with --ofa-predictor and --checkpoint: an operating-point table of the "
+                                        "re-measured front for the perception node (then dynofa calibrate)")
     _evolution_args(se)
     se.set_defaults(func=cmd_search)
 

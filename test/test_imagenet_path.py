@@ -144,3 +144,27 @@ def test_perception_node_serves_the_official_file_on_224px_frames(calibrated, ro
     assert result.header.frame_id == 'camera' and result.subnet_id in ids
     assert len(result.class_ids) == 5 and all(0 <= c < 1000 for c in result.class_ids)
     assert list(result.labels) == [names[c] for c in result.class_ids]
+
+
+def test_search_writes_a_table_for_the_official_file_that_calibrates(calibrated, tmp_path):
+    """profile (one resolution) -> search --table-out -> calibrate: the chain docs/jetson_procedure.md gives."""
+    from dynofa_ros.operating_points import load_table
+    predictor = REPO.parent / 'shared' / 'data' / 'ofa' / 'acc_predictor.pth'
+    if not predictor.exists():
+        pytest.skip(f"OFA's acc_predictor.pth not found at {predictor}")
+    checkpoint = calibrated[0]
+    cli = [sys.executable, '-m', 'dynofa_ros.cli']
+    run = lambda *a: subprocess.run([*cli, *a], capture_output=True, text=True, timeout=600, cwd='/')  # noqa: E731
+    done = run('profile', '--official', '--checkpoint', str(checkpoint), '--resolutions', '160', '--lut',
+               str(tmp_path / 'lut'), '--random', '0', '--runs', '3', '--warmup', '1')
+    assert done.returncode == 0, done.stderr
+    table = tmp_path / 'front.yaml'
+    done = run('search', '--ofa-predictor', str(predictor), '--ofa-lut', str(tmp_path / 'lut'), '--checkpoint',
+               str(checkpoint), '--n-limits', '2', '--generations', '5', '--population', '20', '--table-out', str(table))
+    assert done.returncode == 0, done.stderr
+    written = load_table(table)
+    assert written.supernet.crop == 0.875 and len(written.supernet.labels) == 1000
+    assert all(p.bn_stats is None and p.latency_ms for p in written.points)
+    done = _calibrate(str(table), '--images', str(_photos(tmp_path / 'photos', n=4)))
+    assert done.returncode == 0, done.stderr
+    assert all(p.bn_stats for p in load_table(table).points)
