@@ -307,3 +307,191 @@ def test_manual_workload_gets_no_decisions_re_published(ros_graph, probe, tmp_pa
     statuses.publish(_status("cam", "p0", mode="managed"))
     probe.wait_for(lambda: [m for m in probe.since("subnet_decision", t1) if m.workload == "cam"], 2,
                    "cam's decision once it is managed again")
+
+
+# ---------------------------------------------------------------------------------------------- parameters
+def _profile(tmp_path, levels: str) -> str:
+    """generic_x86 with its domain's levels replaced (or the file broken, for levels='{broken')."""
+    from conftest import REPO
+    text = (REPO / "config" / "devices" / "generic_x86.yaml").read_text()
+    start = text.index("levels_khz: [")
+    end = text.index("]}", start) + 1
+    path = tmp_path / "profile.yaml"
+    path.write_text(text[:start] + f"levels_khz: {levels}" + text[end:])
+    return str(path)
+
+
+BAD_STARTUP = {  # id -> (parameters, what the one FATAL line must say)
+    "rate-zero": ({"control_rate_hz": 0.0}, "control_rate_hz must be in (0, 100]"),
+    "rate-busy-loop": ({"control_rate_hz": 1e9}, "control_rate_hz must be in (0, 100]"),
+    "refresh-zero": ({"refresh_period_s": 0.0}, "refresh_period_s must be in [0.01, 3600]"),
+    "diagnostics-negative": ({"diagnostics_period_s": -1.0}, "diagnostics_period_s must be in"),
+    "expiry-zero": ({"input_expiry_s": 0.0}, "input_expiry_s must be in"),
+    "budget-zero": ({"time_budget_ms": 0.0}, "time_budget_ms must be in (0, 1000]"),
+    "latency-stat": ({"latency_stat": "p99"}, "latency_stat must be one of ['p95', 'median'], got 'p99'"),
+    "empty-name": ({"workloads": [""]}, "workloads: '' is not a name"),
+    "no-workloads": ({"workloads": []}, "workloads"),
+    "too-many-workloads": ({"workloads": [f"w{i}" for i in range(17)]}, "workloads must list 1..16 names, got 17"),
+    "negative-target": ({"front_camera.max_latency_ms": -1.0},
+                        "parameter front_camera: max_latency_ms must be >= 0"),
+    "rate-hz": ({"front_camera.rate_hz": 1e9}, "front_camera.rate_hz must be in [0, 1000]"),
+    "profile-yaml": ("{broken", "not valid YAML"),
+    "profile-no-levels": ("[]", "needs at least one level"),
+    "profile-zero-hz": ("[0, 1000000]", "needs at least one level, all > 0 Hz"),
+}
+
+
+@ros
+@pytest.mark.parametrize("case", sorted(BAD_STARTUP))
+def test_bad_parameter_is_one_fatal_line_and_exit_1(ros_graph, tmp_path, case):
+    parameters, expected = BAD_STARTUP[case]
+    if isinstance(parameters, str):
+        parameters = {"device_profile": _profile(tmp_path, parameters)}
+    proc = ros_graph.start("resource_manager_node", name=NODE, parameters=parameters)
+    code = proc.process.wait(60)
+    out = proc.output()
+    fatal = [line for line in out.splitlines() if "[FATAL]" in line]
+    assert code == 1, out[-2000:]
+    assert len(fatal) == 1 and "cannot start" in fatal[0] and expected in fatal[0], out[-2000:]
+    assert "Traceback" not in out, out[-2000:]
+
+
+def _set_atomically(probe, values: dict):
+    from rcl_interfaces.srv import SetParametersAtomically
+    from rclpy.parameter import Parameter
+    request = SetParametersAtomically.Request(
+        parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    return _call(probe, SetParametersAtomically, f"/{NODE}/set_parameters_atomically", request).result
+
+
+def _get(probe, name: str):
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.parameter import parameter_value_to_python
+    reply = _call(probe, GetParameters, f"/{NODE}/get_parameters", GetParameters.Request(names=[name]))
+    return parameter_value_to_python(reply.values[0])
+
+
+@ros
+def test_parameter_sets_apply_all_or_nothing_with_the_reason(ros_graph, probe, tmp_path):
+    _subscribe_all(probe)
+    _start_manager(ros_graph, probe, tmp_path)
+    # a valid target beside an invalid value: the whole set fails, nothing of it takes effect
+    r = _set_atomically(probe, {"cam.max_latency_ms": 5.0, "min_dwell_s": -1.0})
+    assert not r.successful and "min_dwell_s must be in [0, 3600]" in r.reason, r.reason
+    for values, reason in (({"cam.max_latency_ms": float("inf")}, "max_latency_ms must be finite"),
+                           ({"cam.max_latency_ms": 5.0, "cam.min_accuracy": 1.5}, "min_accuracy is a fraction"),
+                           ({"up_margin": float("nan")}, "up_margin must be in"),
+                           ({"time_budget_ms": 0.0}, "time_budget_ms must be in (0, 1000]")):
+        r = _set_atomically(probe, values)
+        assert not r.successful and reason in r.reason, (values, r.reason)
+    time.sleep(1.0)
+    assert _subnet(probe, "cam") == "p5", "a failed set changed the decision"
+    assert _get(probe, "cam.max_latency_ms") == 18.0 and _get(probe, "min_dwell_s") == 0.2
+    r = _set_atomically(probe, {"cam.max_latency_ms": 5.0, "min_dwell_s": 0.5})
+    assert r.successful, r.reason
+    probe.wait_for(lambda: _subnet(probe, "cam") in ("p1", "p2"), 5, "the decision after the valid set")
+    # 0 is "no constraint"
+    assert _set_atomically(probe, {"cam.max_latency_ms": 0.0}).successful
+    probe.wait_for(lambda: _subnet(probe, "cam") == "p5", 15, "no latency constraint")
+
+
+@ros
+def test_unknown_names_and_huge_strings_cannot_amplify_the_log(ros_graph, probe, tmp_path):
+    from dynofa_ros.msg import PerformanceTarget, WorkloadStatus
+    _subscribe_all(probe)
+    targets = probe.publisher(PerformanceTarget, "performance_target", 100)
+    statuses = probe.publisher(WorkloadStatus, "workload_status", 100)
+    proc = _start_manager(ros_graph, probe, tmp_path)
+    probe.wait_for(lambda: targets.get_subscription_count() > 0, 10, "the manager to subscribe")
+    huge = "g" * (1 << 20)
+    targets.publish(PerformanceTarget(workload=huge, max_latency_ms=1.0))
+    for i in range(2000):
+        targets.publish(PerformanceTarget(workload=f"ghost{i}", max_latency_ms=1.0))
+        statuses.publish(_status(f"ghost{i}", "p0"))
+    statuses.publish(_status("cam", "p5", mode="x" * 100_000))
+    probe.wait_for(lambda: "unknown control_mode" in proc.output(), 10, "the unknown control mode warned")
+    lines = [ln for ln in proc.output().splitlines() if "[WARN]" in ln]
+    assert len(lines) <= 4, lines  # one per kind: unknown target, unknown status, unknown mode
+    assert max(len(ln) for ln in lines) < 400, max(len(ln) for ln in lines)
+    # and it still serves
+    targets.publish(PerformanceTarget(workload="cam", max_latency_ms=5.0))
+    probe.wait_for(lambda: _subnet(probe, "cam") in ("p1", "p2"), 5, "the retarget after the flood of names")
+
+
+# ---------------------------------------------------------------------------------------------- inputs.py
+def test_platform_inputs_expire_and_name_the_stale_ones():
+    from dynofa_ros.manager.inputs import PlatformInputs
+    inp = PlatformInputs(expiry_s=3.0)
+    assert inp.snapshot(0.0).stale == ()  # never received: unknown, not stale
+    inp.on_load([90.0] * 4, math.nan, 100.0, 1000.0, now=0.0)
+    inp.on_battery(35.0, False, now=0.0)
+    inp.on_battery(math.nan, True, now=2.0)
+    s = inp.snapshot(2.9)
+    assert s.cpu_percent == (90.0,) * 4 and s.stale == () and math.isnan(s.battery_percent) and s.charging
+    s = inp.snapshot(3.1)
+    assert s.cpu_percent == () and math.isnan(s.memory_used_mb) and s.stale == ("load",)
+    assert inp.ages(3.1)["load"] == pytest.approx(3.1)
+    s = inp.snapshot(5.1)
+    assert s.stale == ("load", "battery") and not s.charging
+    v = inp.version
+    inp.snapshot(6.0)
+    assert inp.version == v, "nothing new expired: the policy need not be told again"
+    inp.on_load([10.0], 0.0, 1.0, 2.0, now=6.0)
+    assert inp.snapshot(6.0).stale == ("battery",) and inp.version > v
+
+
+def test_a_temperature_counts_once_confirmed_and_zones_are_capped():
+    from dynofa_ros.manager.inputs import PlatformInputs
+    inp = PlatformInputs(expiry_s=1.0, max_zones=3)
+    assert inp.on_temperature("CPU-therm", 150.0, now=0.0)
+    assert inp.snapshot(0.0).temperatures_c == {}, "one reading is not confirmed"
+    inp.on_temperature("CPU-therm", 50.0, now=0.1)
+    inp.on_temperature("CPU-therm", 51.0, now=0.2)
+    assert inp.snapshot(0.2).temperatures_c == {"CPU-therm": 51.0}, "an outlier among three: the median"
+    inp.on_temperature("CPU-therm", 52.0, now=0.3)
+    assert inp.snapshot(0.3).temperatures_c == {"CPU-therm": 51.0}
+    assert not inp.on_temperature("GPU-therm", math.nan, now=0.3) and not inp.on_temperature("x", -300.0, now=0.3)
+    for i, zone in enumerate(("a", "b", "c")):  # a fourth zone evicts the least recently updated
+        inp.on_temperature(zone, 40.0, now=0.4 + i / 10)
+    assert inp.zone_count() == 3 and inp.zones_evicted == 1 and "CPU-therm" not in inp.snapshot(0.7).temperatures_c
+    inp.on_temperature("z" * 10_000, 40.0, now=0.7)
+    assert max(len(z) for z in inp._zones) == 64
+    assert inp.snapshot(2.0).temperatures_c == {} and inp.zone_count() == 0
+    assert inp.snapshot(2.0).stale == ("temperature",)
+
+
+def test_warning_limiter_and_parameter_checks():
+    from dynofa_ros.manager.inputs import Bound, WarningLimiter, check_choice, check_names
+    lim = WarningLimiter(period_s=10.0, cap=2)
+    assert lim.allow("a", 0.0) == 0 and lim.allow("a", 1.0) is None and lim.allow("a", 2.0) is None
+    assert lim.allow("a", 10.5) == 2, "the next warning says how many were held back"
+    lim.allow("b", 11.0)
+    assert not lim.cap_notice()
+    lim.allow("c", 11.0)
+    assert lim.cap_notice() and not lim.cap_notice() and len(lim._last) == 2
+    b = Bound(0.0, 100.0, lo_open=True)
+    assert b.check("r", 10) == 10.0
+    for bad in (0.0, -1.0, 1e9, math.nan, math.inf, True, "fast"):
+        with pytest.raises(ValueError, match=r"r must be"):
+            b.check("r", bad)
+    with pytest.raises(ValueError, match=r"one of \['p95', 'median'\], got 'p99'"):
+        check_choice("latency_stat", "p99", ("p95", "median"))
+    assert check_names("w", ["cam", "aux"], 4) == ["cam", "aux"]
+    for bad in ([], ["a"] * 5, ["a", "a"], ["bad name"], ["x" * 65]):
+        with pytest.raises(ValueError):
+            check_names("w", bad, 4)
+
+
+def test_a_status_target_is_adopted_only_without_an_explicit_one():
+    from dynofa_ros.manager.inputs import WorkloadInputs
+    from dynofa_ros.targets import Target
+    book = WorkloadInputs(["cam"], expiry_s=1.0)
+    assert not book.should_adopt("cam", Target(), Target(18.0)), "an all-zero target carries nothing"
+    assert not book.should_adopt("cam", Target(18.0), Target(18.0))
+    assert book.should_adopt("cam", Target(5.0), Target(18.0))
+    book.set_explicit("cam")
+    assert not book.should_adopt("cam", Target(5.0), Target(18.0))
+    assert book.on_status("cam", "manual", 0.0) and book.manual("cam")
+    assert not book.on_status("cam", "bogus", 0.5) and book.mode("cam") == "managed"
+    assert book.on_status("cam", "", 0.6) and not book.stale("cam", 1.5) and book.stale("cam", 1.7)
+    assert book.age("nobody", 0.0) == math.inf

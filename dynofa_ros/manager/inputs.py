@@ -71,25 +71,29 @@ def check_names(name: str, values: Iterable[str], cap: int) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- warnings
 class WarningLimiter:
-    """At most one warning per key per `period_s`; at most `cap` keys remembered (least recent dropped)."""
+    """At most one warning per key per `period_s`, counting the ones held back; at most `cap` keys
+    remembered (least recent dropped). Keys should be few (a kind of problem, a configured name)."""
 
     def __init__(self, period_s: float = WARN_PERIOD_S, cap: int = MAX_WARN_KEYS) -> None:
         self.period_s = period_s
         self.cap = cap
-        self._last: OrderedDict[str, float] = OrderedDict()
+        self._last: OrderedDict[str, list] = OrderedDict()  # key -> [last warned at, held back since]
         self.cap_hit = False            # set once, when the first key beyond `cap` arrives
         self._cap_reported = False
 
-    def allow(self, key: str, now: float) -> bool:
-        last = self._last.get(key)
-        if last is not None and now - last < self.period_s:
-            return False
-        self._last[key] = now
+    def allow(self, key: str, now: float) -> int | None:
+        """None: hold this one back; else warn now, and this many were held back since the last one."""
+        entry = self._last.get(key)
+        if entry is not None and now - entry[0] < self.period_s:
+            entry[1] += 1
+            return None
+        held = entry[1] if entry is not None else 0
+        self._last[key] = [now, 0]
         self._last.move_to_end(key)
         if len(self._last) > self.cap:
             self._last.popitem(last=False)
             self.cap_hit = True
-        return True
+        return held
 
     def cap_notice(self) -> bool:
         """True exactly once, after the cap was first hit (the caller logs that names are being dropped)."""

@@ -214,11 +214,11 @@ class ResourceManagerNode(ManagedNode):
 
     # ------------------------------------------------------------------------------------------ inputs
     def _known(self, name: str, what: str) -> bool:
-        """A configured workload; otherwise one rate-limited warning per name (bounded set of names)."""
+        """A configured workload; otherwise a rate-limited warning (names from the wire are never stored)."""
         if name in self.workload_names:
             return True
-        self._warn(f"unknown:{name[:64]}", f"ignoring {what} for unknown workload {clip(name)!r}; configured: "
-                                           f"{self.workload_names}")
+        self._warn(f"unknown {what}", f"ignoring {what} for unknown workload {clip(name)!r}; configured: "
+                                      f"{self.workload_names}")
         return False
 
     def _on_target(self, msg: PerformanceTarget) -> None:
@@ -287,9 +287,10 @@ class ResourceManagerNode(ManagedNode):
             self.get_logger().info(f"recovered target of {name} from its workload_status: {target}")
 
     def _warn(self, key: str, text: str) -> None:
-        now = time.monotonic()
-        if self._warnings.allow(key, now):
-            self.get_logger().warning(text)
+        """One warning per key per 10 s (keys: a kind of problem, or one per configured workload)."""
+        held = self._warnings.allow(key, time.monotonic())
+        if held is not None:
+            self.get_logger().warning(text + (f" ({held} similar held back)" if held else ""))
         if self._warnings.cap_notice():
             self.get_logger().warning(f"more than {self._warnings.cap} distinct warnings: the oldest are "
                                       "forgotten (and may repeat)")
