@@ -234,3 +234,17 @@ def test_emulation_kill9_then_restart_releases_the_throttled_processes(ros_graph
     finally:
         child.kill()
         child.wait()
+
+
+def test_foreign_entries_are_kept_unless_their_files_are_gone(tmp_path):
+    from dynofa_ros.platform.actuators import OriginalsStore, SysfsFrequencyActuator
+    root = make_xavier_nx(tmp_path / "nx")
+    other = tmp_path / "other_root_attr"
+    other.write_text("7\n")
+    state = tmp_path / "state.json"
+    OriginalsStore(state).save({str(other): "7", str(tmp_path / "removed/tree/attr"): "1"})
+    act = SysfsFrequencyActuator(root, state_file=state)
+    assert any("outside this actuator's allowlist" in m for m in act.recover())
+    assert act.writer.store.foreign == {str(other): "7"}
+    act.restore()
+    assert OriginalsStore(state).load() == {str(other): "7"}      # never acted on, never lost

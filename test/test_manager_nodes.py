@@ -121,7 +121,8 @@ def test_frequency_actuator_node_applies_and_restores(ros_graph, probe, tmp_path
     pol0 = root / "sys/devices/system/cpu/cpufreq/policy0"
     gpu = root / "sys/devices/17000000.gv11b/devfreq/17000000.gv11b"
     pub = probe.publisher(FrequencyDecision, "frequency_decision")
-    proc = ros_graph.start("frequency_actuator_node", parameters={"backend": "sysfs", "sysfs_root": str(root), "dry_run": False})
+    proc = ros_graph.start("frequency_actuator_node", parameters={"backend": "sysfs", "sysfs_root": str(root), "dry_run": False,
+                                                                  "state_file": str(tmp_path / "state.json")})
     probe.wait_for(lambda: pub.get_subscription_count() > 0, 30, "the actuator to subscribe")
     dry = FrequencyDecision(domains=[DomainFrequency(domain="cpu0", frequency_hz=115_200_000)], dry_run=True)
     pub.publish(dry)
@@ -130,7 +131,8 @@ def test_frequency_actuator_node_applies_and_restores(ros_graph, probe, tmp_path
     pub.publish(real)
     probe.wait_for(lambda: (pol0 / "scaling_setspeed").read_text().strip() == "1036800", 5, "cpu0 setspeed")
     assert (pol0 / "scaling_governor").read_text().strip() == "userspace"
-    assert (gpu / "max_freq").read_text().strip() == "306000000"
+    # domains are written one after another (each first write records its original durably first)
+    probe.wait_for(lambda: (gpu / "max_freq").read_text().strip() == "306000000", 5, "gpu max_freq")
     assert proc.stop() == 0
     assert (pol0 / "scaling_governor").read_text().strip() == "schedutil"
     assert (gpu / "max_freq").read_text().strip() == "1109250000"

@@ -330,7 +330,8 @@ class SysfsFrequencyActuator:
         except ValueError as exc:
             return [f"ignoring a malformed state file ({exc}); moved to {store.quarantine()}"]
         mine = {p: v for p, v in left.items() if p in self.writer.allowlist}
-        store.foreign = {p: v for p, v in left.items() if p not in mine}
+        # another root's entries are kept for it, unless their files are gone (a removed test tree)
+        store.foreign = {p: v for p, v in left.items() if p not in mine and os.path.exists(p)}
         self.writer.adopt(mine)
         out = []
         if mine:
