@@ -14,6 +14,7 @@ import json
 import math
 import platform as pyplatform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,18 @@ POLICIES = (("policy", 1.0), ("policy (model +20%)", 1.2), ("policy (model -20%)
 METRICS = ("energy_j", "cpu_gpu_cv_energy_j", "met_share", "met_share_camera", "met_share_cpu_net",
            "mean_accuracy", "switches_per_min", "corunner_work_share", "throttled_s", "max_temp_c",
            "final_battery_percent")
+
+
+def policy_revision() -> dict:
+    """The commit the run measured, and the policy files that differed from it (the policy is judged
+    as it was on disk at run time)."""
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "HEAD"),
+            "uncommitted": git("status", "--porcelain", "--", "dynofa_ros/manager", "dynofa_ros/evaluation").split("\n")}
 
 
 def controllers(scenario, seed: int) -> list:
@@ -114,7 +127,8 @@ def main() -> None:
     t0 = time.perf_counter()
     runs = evaluate(args.seeds, args.phase_s, args.scenarios)
     summary = {sc: {n: mean_over_seeds(rs) for n, rs in by.items()} for sc, by in runs.items()}
-    result = {"modelled_world": True, "independent_of_policy_model": True, "machine": pyplatform.machine(),
+    result = {"modelled_world": True, "independent_of_policy_model": True, "revision": policy_revision(),
+              "machine": pyplatform.machine(),
               "python": pyplatform.python_version(), "seeds": args.seeds, "phase_s": args.phase_s,
               "scenarios": {sc.name: sc.description for sc in scenarios(0, args.phase_s) if sc.name in summary},
               "summary": summary, "goals": goals(summary), "paper_energy_saving": PAPER_SAVING,
@@ -136,7 +150,10 @@ def _pct(x: float) -> str:
 def render_md(r: dict, cmd: str) -> str:
     lines = ["# Energy on a modelled world, independent of the policy's model", "",
              f"Command: `{cmd}` on {r['machine']}, Python {r['python']}, {r['seeds']} seeds, "
-             f"4 phases of {r['phase_s']:.0f} s per trace, {r['wall_s']:.0f} s wall.", "",
+             f"4 phases of {r['phase_s']:.0f} s per trace, {r['wall_s']:.0f} s wall; commit "
+             f"{r['revision']['commit'][:10]}" + (", with uncommitted changes in: " + ", ".join(
+                 x.split()[-1] for x in r["revision"]["uncommitted"] if x.strip()) if any(
+                 x.strip() for x in r["revision"]["uncommitted"]) else "") + ".", "",
              "Figures on a modelled Jetson Xavier NX (dynofa_ros/evaluation/world.py: published figures where they "
              "exist, cited assumptions elsewhere), not on a board. The policy never sees this model; it acts on "
              "noisy, delayed readings and measured latency only. Energy is the world's VDD_IN (module input).", ""]
