@@ -117,7 +117,8 @@ class FrequencyActuatorNode(Node):
     def _make_emulation(self, gp) -> CgroupCpuBandwidth:
         cores, pids, match = int(gp("emulation_cores")), list(gp("emulation_pids")), str(gp("emulation_match"))
         log = self.get_logger()
-        for r in release_stale_groups(GROUP_PREFIX, gp("cgroup_root")):   # an actuator killed before close()
+        stale = [] if self.dry_run else release_stale_groups(GROUP_PREFIX, gp("cgroup_root"))
+        for r in stale:   # left by an actuator killed before close()
             (log.info if r.ok else log.warning)(f"stale emulation group: {r}")
         emul = CgroupCpuBandwidth(f"{GROUP_PREFIX}{os.getpid()}", cores or os.cpu_count() or 1,
                                   gp("cgroup_root"), dry_run=self.dry_run)
