@@ -142,9 +142,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     import torch
 
     from dynofa_ros.datasets import FMNIST_LABELS, FMNIST_MEAN, FMNIST_STD
-    from dynofa_ros.offline.acc_predictor import MLPAccuracyPredictor
     from dynofa_ros.offline.pipeline import (build_lut, keep_front, remeasure, run_search, search_cost,
-                                             train_predictor, unique_candidates, write_table)
+                                             unique_candidates, write_table)
     from dynofa_ros.offline.profiler import device_key
 
     torch.set_num_threads(args.eval_threads or args.threads)  # accuracy passes; latency runs use --threads
@@ -156,15 +155,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.lut:
         # loads the table; profiles only what is missing
         lut = build_lut(sn, args.lut, device=args.device, threads=args.threads, stat=args.lut_stat, clock=args.clock)
-    if args.predictor and Path(args.predictor).exists():
-        predictor = MLPAccuracyPredictor.load(args.predictor)
-        samples = []
-        print(f"predictor loaded from {args.predictor}")
-    else:
-        predictor, samples = train_predictor(adapter, _eval_data(args, "train", args.predictor_eval), args.predictor_samples,
-                                             seed=args.seed)
-        if args.predictor:
-            predictor.save(args.predictor)
+    predictor, samples = _own_predictor(args, adapter)
     t0 = time.perf_counter()
     model = search_cost(adapter, args.metric, lut)
     print(f"cost range {model.low:.3f} .. {model.high:.3f} {'ms' if args.metric == 'latency' else 'MFLOPs'} "
@@ -193,21 +184,40 @@ def cmd_search(args: argparse.Namespace) -> int:
     for p in table.by_latency(dev_key):
         print(f"  {p.latency(dev_key):7.3f} ms  acc {p.accuracy:.4f}  {p.memory_mb:6.3f} MB  {p.mflops:7.2f} MFLOPs  {p.id}")
     if args.report:
-        kept_ids = {m.spec_id for m in kept}
-        report = {
-            "checkpoint": str(args.checkpoint), "device_key": dev_key, "clock": args.clock,
-            "load_average_end": list(os.getloadavg()), "metric": args.metric, "limits": limits,
-            "evolution": _params(args).__dict__, "search_wall_s": search_s,
-            "total_wall_s": time.perf_counter() - t_start, "eval_images": len(test_data.eval_labels),
-            "predictor_samples": [{"id": adapter.to_spec(a).encode(), "accuracy": acc} for a, acc in samples],
-            "sweep": [{"limit": r.constraint, "id": adapter.to_spec(r.best.arch).encode(),
+        report = {"checkpoint": str(args.checkpoint), "device_key": dev_key, "clock": args.clock,
+                  "load_average_end": list(os.getloadavg()), "metric": args.metric, "limits": limits,
+                  "evolution": _params(args).__dict__, "search_wall_s": search_s,
+                  "total_wall_s": time.perf_counter() - t_start, "eval_images": len(test_data.eval_labels),
+                  "predictor_samples": [{"id": adapter.to_spec(a).encode(), "accuracy": acc} for a, acc in samples],
+                  **_own_report(adapter, results, measured, kept, dev_key)}
+        atomic_write_text(args.report, json.dumps(report, indent=1))
+    return 0
+
+
+def _own_predictor(args: argparse.Namespace, adapter):
+    """The project's accuracy predictor: loaded from --predictor if present, else fitted and saved."""
+    from dynofa_ros.offline.acc_predictor import MLPAccuracyPredictor
+    from dynofa_ros.offline.pipeline import train_predictor
+
+    if args.predictor and Path(args.predictor).exists():
+        print(f"predictor loaded from {args.predictor}")
+        return MLPAccuracyPredictor.load(args.predictor), []
+    predictor, samples = train_predictor(adapter, _eval_data(args, "train", args.predictor_eval),
+                                         args.predictor_samples, seed=args.seed)
+    if args.predictor:
+        predictor.save(args.predictor)
+    return predictor, samples
+
+
+def _own_report(adapter, results, measured, kept, dev_key: str) -> dict:
+    """Each limit's winner and every re-measured candidate (kept or dominated), for the report."""
+    kept_ids = {m.spec_id for m in kept}
+    return {"sweep": [{"limit": r.constraint, "id": adapter.to_spec(r.best.arch).encode(),
                        "predicted_accuracy": r.best.accuracy, "predicted_cost": r.best.cost} for r in results],
             "candidates": [{"id": m.spec_id, "accuracy": m.accuracy, "latency_ms": m.latency[dev_key].median,
                             "p95_ms": m.latency[dev_key].p95, "lut_predicted_ms": m.predicted_ms,
                             "memory_mb": m.memory_mb, "peak_memory_mb": m.peak_memory_mb, "mflops": m.mflops,
                             "kept": m.spec_id in kept_ids} for m in measured]}
-        atomic_write_text(args.report, json.dumps(report, indent=1))
-    return 0
 
 
 def _sweep_or_exit(run, limits: list[float]):
@@ -399,6 +409,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dynofa", description="Dynamic-OFA offline stage (no ROS needed).")
     sub = p.add_subparsers(dest="command", required=True)
 
+    _add_profile(sub)
+    _add_search(sub)
+    _add_calibrate(sub)
+    _add_plot(sub)
+    try:
+        from dynofa_ros.supernet import training
+    except ImportError:  # training needs the dataset helpers; the offline commands do not
+        training = None
+    if training is not None:
+        tr = sub.add_parser("train", help="train a Fashion-MNIST supernet (once-for-all, sandwich rule)")
+        training.build_parser(tr)
+        tr.set_defaults(func=lambda a: (training.train(a), 0)[1])
+    return p
+
+
+def _add_profile(sub) -> None:
     pr = sub.add_parser("profile", help="per-layer latency LUT and/or latency+memory of sub-networks on this device")
     pr.add_argument("--checkpoint", required=True, help="project supernet checkpoint (dynofa train)")
     pr.add_argument("--official", action="store_true",
@@ -425,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=0)
     pr.set_defaults(func=cmd_profile)
 
+
+def _add_search(sub) -> None:
     se = sub.add_parser("search", help="evolutionary search + re-measure -> operating-point table")
     se.add_argument("--checkpoint", help="project supernet checkpoint (ofa_mbv3); with --ofa-predictor: the official "
                                          "OFA file, whose predicted front is then re-measured on this device")
@@ -456,6 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     _evolution_args(se)
     se.set_defaults(func=cmd_search)
 
+
+def _add_calibrate(sub) -> None:
     ca = sub.add_parser("calibrate", help="per-sub-network BN statistics from your own images (folder or bag topic)")
     ca.add_argument("table", help="operating-point table whose points get BN statistics")
     ca.add_argument("--checkpoint", help="supernet file replacing the table's (e.g. your official OFA download)")
@@ -467,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--threads", type=int, default=1)
     ca.set_defaults(func=cmd_calibrate)
 
+
+def _add_plot(sub) -> None:
     pl = sub.add_parser("plot", help="PNG of a table's accuracy-latency front")
     pl.add_argument("table")
     pl.add_argument("--out", required=True)
@@ -477,16 +509,6 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--runs", type=int, default=30)
     pl.add_argument("--title")
     pl.set_defaults(func=cmd_plot)
-
-    try:
-        from dynofa_ros.supernet import training
-    except ImportError:  # training needs the dataset helpers; the offline commands do not
-        training = None
-    if training is not None:
-        tr = sub.add_parser("train", help="train a Fashion-MNIST supernet (once-for-all, sandwich rule)")
-        training.build_parser(tr)
-        tr.set_defaults(func=lambda a: (training.train(a), 0)[1])
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
