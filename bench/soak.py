@@ -216,7 +216,7 @@ def start_nodes(graph: RosGraph, table_path: str, status_rate_hz: float) -> list
 def run(args: argparse.Namespace) -> dict:
     table = load_table(args.table)
     cycle = targets_cycle(table)
-    with ros_graph() as graph:
+    with ros_graph(domain_id=args.domain) as graph:
         nodes = start_nodes(graph, args.table, 2.0)
         driver = Driver(graph.domain_id, args.rate, args.width, args.height)
         logs = LogScanner(nodes)
@@ -322,6 +322,9 @@ def main() -> None:
     parser.add_argument('--height', type=int, default=480)
     parser.add_argument('--table', default=str(REPO / 'config' / 'operating_points' / 'fmnist_ofa_mbv3.yaml'))
     parser.add_argument('--out', default=str(REPO / 'bench' / 'results' / 'soak'), help='path without suffix')
+    parser.add_argument('--domain', type=int, default=101 + os.getpid() % 100,
+                        help='ROS domain id; default 101..200, away from the 1..100 that tests pick, so a test '
+                             'run on the same machine does not join this graph')
     args = parser.parse_args()
     r = report(args, run(args))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
