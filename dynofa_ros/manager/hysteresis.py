@@ -4,7 +4,7 @@ timer, a platform reading): noise in the estimates must not make the manager swi
 Two independent holds keep the current point when no switch is urgent (urgent: a retarget, or the
 current point no longer meets its latency, accuracy or memory bound):
 - the dwell: no switch sooner than `min_dwell_s` after the last one, and none back in the direction it
-  came from (a reversal) sooner than `reversal_dwell_s`;
+  came from (a reversal) sooner than `reversal_dwell_s`, doubled for each recent reversal (up to 16x);
 - the gain band: a current point that still meets every bound stays unless the new one is better by at
   least `accuracy_gain_min` (normal mode) or `energy_gain_min` of its energy (energy objectives).
 A new point also needs `up_margin` headroom on the latency and energy bounds, the current one only has to
@@ -22,7 +22,7 @@ def dwell_hold(w: WorkloadState, best: int, now: float, config: PolicyConfig) ->
     if since < config.min_dwell_s:
         return "dwell time"
     direction = 1 if best > w.current_index else -1
-    if direction == -w.last_direction and since < config.reversal_dwell_s:
+    if direction == -w.last_direction and since < w.reversal_dwell(config):
         return "reversal dwell"
     return ""
 

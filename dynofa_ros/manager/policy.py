@@ -81,7 +81,8 @@ class ResourcePolicy:
         self._workloads[name] = WorkloadState(
             name=name, device_key=device_key, kind=kind, points=pts,
             base=[p.latency(device_key, c.latency_stat) for p in pts], target=target,
-            rate_hz=rate_hz if rate_hz > 0 else c.default_rate_hz, index={p.id: i for i, p in enumerate(pts)})
+            rate_hz=rate_hz if rate_hz > 0 else c.default_rate_hz, index={p.id: i for i, p in enumerate(pts)},
+            _memory_s=c.ratio_memory_s)
 
     def workloads(self) -> list[str]:
         return list(self._workloads)

@@ -117,9 +117,9 @@ def select_point(w: WorkloadState, ctx: KindContext, contention: float, u_max: f
     if early is not None:
         return early
     acc_ok = [i for i in cand if est.accuracy[i] >= t.min_accuracy]
-    feas, status = within_energy(w, est, acc_ok, c), ""
-    if not feas:
-        feas = [min(acc_ok, key=lambda i: est.energy[i])]
+    feas, status, objective = within_energy(w, est, acc_ok, c), "", ctx.objective
+    if not feas:   # no point meets the energy bound: the lowest-energy one (and judge gains by energy)
+        feas, objective = [min(acc_ok, key=lambda i: est.energy[i])], "energy"
         status = f"energy: lowest {est.energy[feas[0]]:.2f} mJ > {t.max_energy_mj:.2f} mJ"
     best, reason = objective_best(w, ctx, est, feas)
     if t.max_latency_ms > 0:
@@ -128,7 +128,8 @@ def select_point(w: WorkloadState, ctx: KindContext, contention: float, u_max: f
     # urgent (no hold): a retarget, or the current point misses its latency, accuracy or memory bound
     if cur >= 0 and best != cur and not w.urgent and cur in acc_ok:
         held = dwell_hold(w, best, ctx.now, c) or (
-            gain_hold(ctx.objective, cur, best, est.accuracy, est.energy, c) if cur in feas else "")
+            gain_hold(objective, cur, best, est.accuracy, est.energy, c) if cur in feas or objective == "energy"
+            else "")
         if held:
             if cur not in feas and not status:
                 status = f"energy: {est.energy[cur]:.2f} mJ > {t.max_energy_mj:.2f} mJ (kept: {held})"

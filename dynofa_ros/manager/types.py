@@ -53,6 +53,8 @@ class PolicyConfig:
     feedback_settle_s: float = 0.5          # ignore status this long after a switch (window still mixed)
     feedback_max_age_s: float = 5.0         # status older than this is ignored (and stops counting as load)
     feedback_clamp: tuple[float, float] = (0.25, 8.0)
+    feedback_step: float = 1.5              # a sample counts at most this factor away from the current ratio
+    ratio_memory_s: float = 60.0            # a point's measured ratio is used this long after its last status
     feedback_deadband: float = 0.05         # a point left while measured this much slower gets pinned
     pin_s: float = 10.0                     # ... and is not re-entered for this long (doubling on repeats)
     load_alpha: float = 0.3                 # EWMA of the background load ...

@@ -22,16 +22,19 @@ class WorkloadState:
     current: OperatingPoint | None = None
     last_switch: float = -math.inf
     last_direction: int = 0                 # +1: last switch went to a slower point, -1: to a faster one
+    reversals: int = 0                      # recent back-and-forth switches: the reversal dwell doubles
     urgent: bool = True                     # retarget pending: next decision may switch at once
     ratios: dict[str, float] = field(default_factory=dict)   # measured/modelled latency per point id
     pinned: dict[str, float] = field(default_factory=dict)   # point id -> until when it may not be re-entered
     pin_count: dict[str, int] = field(default_factory=dict)
+    measured_at: dict[str, float] = field(default_factory=dict)   # point id -> when its ratio was last measured
     feedback: WorkloadFeedback | None = None
     feedback_at: float = -math.inf          # when the last accepted status arrived
     predicted_raw_ms: float = math.nan      # model latency (no feedback) of the current point, last decision
     materialised: list[str] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)    # point id -> position in `points`
     _factors: tuple[float, list[float]] | None = field(default=None, repr=False)
+    _memory_s: float = 60.0                 # PolicyConfig.ratio_memory_s, set by the policy
 
     @property
     def current_index(self) -> int:
@@ -41,11 +44,12 @@ class WorkloadState:
         return self.ratios.get(p.id, 1.0)
 
     def factors(self, now: float) -> list[float]:
-        """Feedback correction per point: the current point and faster ones (stepping down) take the
-        current point's measured ratio; a slower point is predicted from the table (stepping up is
-        optimistic) unless it was left for being measured too slow, then it is pinned to its own measured
-        ratio for a while so the manager does not bounce straight back. Cached until `now` or the state
-        changes (a decision asks for it several times)."""
+        """Feedback correction per point. A point measured within `ratio_memory_s` keeps its own measured
+        ratio (forgetting it at once would make the manager probe it again and again); the others take
+        the current point's ratio, as the Dynamic-OFA reference runtime loop does (a slower one no less
+        than its table entry). A point
+        left for being measured too slow is pinned: for a while never predicted faster than its table
+        entry. Cached until `now` or the state changes (a decision asks for it several times)."""
         if self._factors is None or self._factors[0] != now:
             self._factors = (now, self._compute_factors(now))
         return self._factors[1]
@@ -57,13 +61,22 @@ class WorkloadState:
         cur_ratio = self.ratio(self.current)
         out = []
         for i, p in enumerate(self.points):
-            if i == ci or self.base[i] <= self.base[ci]:
+            pinned = self.pinned.get(p.id, -math.inf) > now
+            if i == ci:
                 out.append(cur_ratio)
-            elif self.pinned.get(p.id, -math.inf) > now:
-                out.append(max(1.0, self.ratio(p)))
-            else:
-                out.append(1.0)
+            elif self.remembers(p.id, now):
+                out.append(max(1.0, self.ratio(p)) if pinned else self.ratio(p))
+            else:   # never predict an unmeasured slower point faster than its table entry
+                out.append(cur_ratio if self.base[i] <= self.base[ci] else max(1.0, cur_ratio))
         return out
+
+    def reversal_dwell(self, config: PolicyConfig) -> float:
+        """How long a switch back in the direction it came from waits: `reversal_dwell_s`, doubled for
+        every recent reversal (a co-runner that comes and goes cannot drag the manager along)."""
+        return config.reversal_dwell_s * 2 ** self.reversals
+
+    def remembers(self, point_id: str, now: float) -> bool:
+        return now - self.measured_at.get(point_id, -math.inf) <= self._memory_s
 
     def util(self, lat_ms: float) -> float:
         return min(1.0, lat_ms * self.rate_hz / 1000.0)
@@ -93,9 +106,13 @@ class WorkloadState:
                 or not (measured > 0) or not (self.predicted_raw_ms > 0)):
             return False
         lo, hi = config.feedback_clamp
-        sample = min(hi, max(lo, measured / self.predicted_raw_ms))
         r = self.ratio(self.current)
+        # one outlying status moves the ratio by at most feedback_alpha * (step - 1): a lasting change
+        # still gets through in a few statuses, a single spike cannot flip the decision
+        step = config.feedback_step
+        sample = min(hi, max(lo, r / step, min(r * step, measured / self.predicted_raw_ms)))
         self.ratios[self.current.id] = r + config.feedback_alpha * (sample - r)
+        self.measured_at[self.current.id] = now
         self._factors = None
         return True
 
@@ -108,8 +125,15 @@ class WorkloadState:
             if p.accuracy < old.accuracy and self.ratio(old) > 1.0 + config.feedback_deadband:
                 k = self.pin_count[old.id] = self.pin_count.get(old.id, 0) + 1
                 self.pinned[old.id] = now + config.pin_s * 2 ** min(4, k - 1)
-            self.last_direction = 1 if i > oi else -1
+            direction = 1 if i > oi else -1
+            since = now - self.last_switch
+            if direction == -self.last_direction and since < 2 * self.reversal_dwell(config):
+                self.reversals = min(4, self.reversals + 1)
+            elif since > 4 * self.reversal_dwell(config):
+                self.reversals = 0
+            self.last_direction = direction
         self.last_switch = now
         self.current = p
         self._factors = None
-        self.ratios[p.id] = factor   # entered on this estimate; measurements take over after settling
+        if not self.remembers(p.id, now):
+            self.ratios[p.id] = factor   # entered on this estimate; measurements take over after settling
