@@ -4,9 +4,11 @@ A managed (lifecycle) node: `configure` loads the table and the supernet and cre
 `activate` starts the inference thread, `deactivate` stops serving, `cleanup` frees the model. With
 `autostart` (default) `run_node` does configure + activate, so plain `ros2 run` works.
 
-Frames arrive serialized (`raw=True`): the callback checks their fields in O(1) from the CDR bytes and puts
-them into a keep-latest slot; the inference thread deserialises and decodes only the frame it serves, so a
-flood costs the executor almost nothing and latency never builds up in a queue. The active sub-network
+No executor runs the image subscription: the inference thread takes the frames (serialized) from the DDS
+reader itself when it is ready for one, checks each one's fields in O(1) from the CDR bytes, and
+deserialises and decodes only the newest, which it serves. The reader keeps `qos_depth` frames (1: the
+latest) and overwrites the rest unseen, so a flood costs the executor, and the GIL, nothing, and latency
+never builds up in a queue. The active sub-network
 follows `subnet_decision` for this workload ("managed"), or the `subnet_id` parameter ("manual": set
 by hand, decisions ignored until `subnet_id` is set to ""). Bad input is counted and warned about
 (rate-limited); the node keeps serving.
@@ -19,13 +21,14 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import CallbackGroup
 from rclpy.clock import Clock, ClockType
+from rclpy.guard_condition import GuardCondition
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
@@ -42,7 +45,7 @@ from dynofa_ros.perception.classifier import Classification, Classifier
 from dynofa_ros.perception.image_codec import DEFAULT_MAX_PIXELS, ImageDecodeError, check_raw
 from dynofa_ros.perception.image_codec import check_compressed as check_compressed_fields
 from dynofa_ros.perception.preprocess import Preprocessor
-from dynofa_ros.perception.serving import InferenceWorker, LatestFrameSlot
+from dynofa_ros.perception.serving import InferenceWorker
 from dynofa_ros.perception.stats import LatencyWindow, RateMeter, RecentNames, WindowedCounts
 from dynofa_ros.targets import InvalidTarget, Target, target_from_msg
 from dynofa_ros.text import clip
@@ -119,10 +122,69 @@ def check_settings(settings: dict[str, Any]) -> None:
             raise ValueError(f'{name} must be {rule}, got {clip(repr(value))}')
 
 
-@dataclass
-class Frame:
-    data: bytes  # the serialized message: dropped frames are never deserialised or decoded
-    received: float  # steady clock
+Taken = tuple[bytes, dict]  # a serialized frame and its rmw message info, as take_message returns them
+
+
+class NotSpun(CallbackGroup):
+    """A callback group no executor runs: the inference thread takes its subscription's frames itself."""
+
+    def can_execute(self, entity) -> bool:
+        return False
+
+    def beginning_execution(self, entity) -> bool:
+        return False
+
+    def ending_execution(self, entity) -> None:
+        pass
+
+
+class FrameTaker:
+    """The inference thread's frame source: waits on, and takes from, a subscription no executor spins.
+
+    Private rclpy API, used as rclpy.wait_for_message uses it (Humble and later): `_rclpy.WaitSet` and
+    `Subscription.handle.take_message`.
+    """
+
+    def __init__(self, node: ManagedNode, subscription, max_batch: int) -> None:
+        from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+        self._sub = subscription
+        self._max_batch = max_batch
+        self._closed = False
+        self._wake = GuardCondition(None, None, context=node.context)
+        self._wait_set = _rclpy.WaitSet(1, 1, 0, 0, 0, 0, node.context.handle)
+
+    def take(self, timeout: float | None = None) -> list[Taken] | None:
+        """Every frame the reader holds (oldest first, at most max_batch), waiting up to `timeout` for one."""
+        batch = self._take_ready()
+        if batch or self._closed:
+            return batch or None
+        self._wait_set.clear_entities()
+        self._wait_set.add_subscription(self._sub.handle)
+        self._wait_set.add_guard_condition(self._wake.handle)
+        self._wait_set.wait(-1 if timeout is None else int(timeout * 1e9))  # releases the GIL
+        return None if self._closed else self._take_ready() or None
+
+    def _take_ready(self) -> list[Taken]:
+        batch: list[Taken] = []
+        with self._sub.handle:
+            while len(batch) < self._max_batch:
+                taken = self._sub.handle.take_message(self._sub.msg_type, True)
+                if taken is None:
+                    break
+                batch.append(taken)
+        return batch
+
+    def discard(self) -> None:
+        """Drop what the reader holds: frames that arrived while inactive are never served."""
+        while self._take_ready():
+            pass
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.trigger()
+
+    def destroy(self) -> None:
+        self._wake.destroy()
 
 
 class PerceptionNode(ManagedNode):
@@ -142,8 +204,8 @@ class PerceptionNode(ManagedNode):
         self.table: OperatingPointTable | None = None
         self.model = None
         self.classifier: Classifier | None = None
-        self.slot: LatestFrameSlot[Frame] | None = None
-        self.worker: InferenceWorker[Frame] | None = None
+        self.taker: FrameTaker | None = None
+        self.worker: InferenceWorker[list[Taken]] | None = None
         self.serving = False
         self._entities: list[tuple[Callable[[Any], Any], Any]] = []  # (destroy, entity) made by configure
         self.counts_lock = threading.Lock()
@@ -161,6 +223,8 @@ class PerceptionNode(ManagedNode):
         self.target = Target()
         self.foreign_workloads = RecentNames(MAX_NAMES)
         self.last_warned = RecentNames(MAX_NAMES)  # problem kind -> when it was last logged
+        self.last_sequence = RecentNames(MAX_NAMES)  # publisher gid -> its last publication sequence number
+        self.active_since = time.monotonic()
         self.last_input = self.no_publisher_since = None
         self.ignored_logged = self.overflow_logged = self.no_publisher_logged = False
 
@@ -206,8 +270,8 @@ class PerceptionNode(ManagedNode):
             reliability=ReliabilityPolicy.RELIABLE if s['qos_reliability'] == 'reliable'
             else ReliabilityPolicy.BEST_EFFORT)
         self.image_sub = self._made(self.destroy_subscription, self.create_subscription(
-            CompressedImage if self.compressed else Image, self.image_topic,
-            self._on_compressed if self.compressed else self._on_image, qos, raw=True))
+            CompressedImage if self.compressed else Image, self.image_topic, lambda _: None, qos,
+            callback_group=NotSpun(), raw=True))  # the inference thread takes from it (FrameTaker)
         self._made(self.destroy_subscription,
                    self.create_subscription(SubnetDecision, 'subnet_decision', self._on_decision, 10))
         self._made(self.destroy_subscription,
@@ -223,8 +287,9 @@ class PerceptionNode(ManagedNode):
         return entity
 
     def activate(self) -> None:
-        self.slot = LatestFrameSlot()
-        self.worker = InferenceWorker(self.slot, self._serve, self._on_serve_error)
+        self.taker = FrameTaker(self, self.image_sub, self.settings['qos_depth'])
+        self.taker.discard()
+        self.worker = InferenceWorker(self.taker, self._serve_batch, self._on_serve_error)
         self.worker.start()
         self.active_since = time.monotonic()
         self.serving = True
@@ -234,7 +299,8 @@ class PerceptionNode(ManagedNode):
         self.serving = False  # frames arriving from now on are ignored (not served, not problems)
         if self.worker is not None:
             self.worker.stop()
-        self.worker = self.slot = None
+            self.taker.destroy()
+        self.worker = self.taker = None
         self.get_logger().info('inactive: not serving')
 
     def cleanup(self) -> None:
@@ -307,12 +373,49 @@ class PerceptionNode(ManagedNode):
         self.latency.clear()  # the window describes the previous sub-network
         self.get_logger().info(f'switched to {subnet_id} ({clip(reason, REASON_CHARS)})')
 
-    # ---- inputs (executor thread: O(1) checks on the serialized frame; never decode or run the model) --
-    def _on_image(self, data: bytes) -> None:
-        self._accept(data, self._check_image)
+    # ---- inputs (inference thread: O(1) checks on each serialized frame, decode only the newest) --------
+    def _serve_batch(self, batch: list[Taken]) -> None:
+        """Check every frame taken; serve the newest good one, count the others as dropped."""
+        newest = None
+        for data, info in batch:
+            if self._admit(data, info):
+                if newest is not None:
+                    self._count('dropped')
+                newest = (data, info)
+        if newest is not None and self.serving:
+            self._serve(*newest)
 
-    def _on_compressed(self, data: bytes) -> None:
-        self._accept(data, self._check_compressed)
+    def _admit(self, data: bytes, info: dict) -> bool:
+        """Count the frame (and any the reader overwrote before it); False when its fields are bad."""
+        now = time.monotonic()
+        self.last_input = now
+        unseen = self._unseen_before(info)
+        self.input_rate.tick(now, 1 + unseen)
+        with self.counts_lock:
+            self.counts['received'] += 1 + unseen
+            self.counts['dropped'] += unseen
+        try:
+            (self._check_compressed if self.compressed else self._check_image)(data)
+        except ImageDecodeError as exc:
+            self._reject_image(exc)
+            return False
+        return True
+
+    def _unseen_before(self, info: dict) -> int:
+        """Frames of this publisher overwritten in the reader (or lost) since its last one we took.
+
+        From the publication sequence numbers (absent on Humble, where they count as 0)."""
+        sequence, gid = info.get('publication_sequence_number'), info.get('publisher_gid')
+        if not sequence or not gid:
+            return 0
+        key = bytes(gid['data'] if isinstance(gid, dict) else gid)
+        last = self.last_sequence.get(key, None)
+        self.last_sequence.put(key, sequence)
+        return sequence - last - 1 if last is not None and sequence > last else 0
+
+    def _count(self, counter: str) -> None:
+        with self.counts_lock:
+            self.counts[counter] += 1
 
     def _check_image(self, data: bytes) -> None:
         fields = peek_image(data)
@@ -328,24 +431,6 @@ class PerceptionNode(ManagedNode):
             check_compressed(deserialize_message(data, CompressedImage), self.max_pixels)
         else:
             check_compressed_fields(fields.format, fields.data, self.max_pixels)
-
-    def _accept(self, data: bytes, check: Callable[[bytes], None]) -> None:
-        """Cheap checks here; deserialising and decoding happen on the inference thread, only when served."""
-        if not self.serving:
-            return  # inactive: frames are not served and are not problems
-        now = time.monotonic()  # node latency counts from here
-        self.last_input = now
-        self.input_rate.tick(now)
-        with self.counts_lock:
-            self.counts['received'] += 1
-        try:
-            check(data)
-        except ImageDecodeError as exc:
-            self._reject_image(exc)
-            return
-        if self.slot.put(Frame(data, now)):
-            with self.counts_lock:
-                self.counts['dropped'] += 1
 
     def _reject_image(self, exc: ImageDecodeError) -> None:
         self._reject('rejected', f'bad image: {exc}', str(exc).split(' ', 1)[0])
@@ -403,12 +488,12 @@ class PerceptionNode(ManagedNode):
             self._reject('commands_rejected', f'target rejected, keeping the previous one: {exc}', 'target')
 
     # ---- inference thread ------------------------------------------------------------------
-    def _serve(self, frame: Frame) -> None:
+    def _serve(self, data: bytes, info: dict) -> None:
         if self.compressed:
-            msg = deserialize_message(frame.data, CompressedImage)
+            msg = deserialize_message(data, CompressedImage)
             decode: Callable[[], np.ndarray] = lambda: compressed_to_array(msg, self.max_pixels)  # noqa: E731
         else:
-            msg = deserialize_message(frame.data, Image)
+            msg = deserialize_message(data, Image)
             decode = lambda: image_to_array(msg, self.max_pixels)  # noqa: E731
         try:
             pixels = decode()
@@ -421,15 +506,14 @@ class PerceptionNode(ManagedNode):
                               class_ids=result.class_ids, scores=result.scores, labels=result.labels,
                               preprocess_ms=result.preprocess_ms, inference_ms=result.inference_ms,
                               postprocess_ms=result.postprocess_ms)
-        out.node_latency_ms = (time.monotonic() - frame.received) * 1e3
+        out.node_latency_ms = (time.time_ns() - received_ns(info)) * 1e-6  # from arrival in the reader
         self.result_pub.publish(out)
         self.output_rate.tick()
-        with self.counts_lock:
-            self.counts['processed'] += 1
+        self._count('processed')
         if self.overlay_pub.get_subscription_count() > 0:
             self.overlay_pub.publish(draw_overlay(msg.header, pixels, result))
 
-    def _on_serve_error(self, frame: Frame, exc: Exception) -> None:
+    def _on_serve_error(self, batch: list[Taken], exc: Exception) -> None:
         self._reject('errors', f'inference failed: {type(exc).__name__}: {exc}', 'inference')
 
     # ---- status ----------------------------------------------------------------------------
@@ -520,6 +604,11 @@ class PerceptionNode(ManagedNode):
     def _materialised_mb(self) -> float:
         report = self.model.memory_report().values()
         return sum(entry['weight_bytes'] for entry in report if entry['materialised']) / 2**20
+
+
+def received_ns(info: dict) -> int:
+    """When the middleware received the frame (system clock, ns); now when the rmw does not say."""
+    return info.get('received_timestamp') or time.time_ns()
 
 
 def matched_publishers(node: ManagedNode, subscription, topic: str) -> int:

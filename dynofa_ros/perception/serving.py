@@ -1,15 +1,25 @@
-"""Keep-latest serving: a one-frame slot between the ROS callback and the inference thread.
+"""Keep-latest serving: an inference thread that takes the newest frame from a source when it is ready.
 
-When frames arrive faster than the model runs, the unserved frame is replaced (and counted as dropped),
-so latency never builds up in a queue, and the executor thread that receives images never runs a model.
+When frames arrive faster than the model runs, unserved frames are replaced (and counted as dropped), so
+latency never builds up in a queue. A source is anything with `take(timeout)` and `close()`: the
+one-frame `LatestFrameSlot` between a callback and the thread, or (in the perception node) the DDS reader
+itself, which the thread takes from directly so that receiving costs the executor nothing.
 """
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 Frame = TypeVar('Frame')
+
+
+class FrameSource(Protocol):
+    def take(self, timeout: float | None = None) -> object | None:
+        """The newest frame, waiting up to `timeout`; None on timeout or once closed."""
+
+    def close(self) -> None:
+        """Wake a waiting `take` and make later ones return None."""
 
 
 class LatestFrameSlot(Generic[Frame]):
@@ -44,7 +54,7 @@ class LatestFrameSlot(Generic[Frame]):
 class InferenceWorker(Generic[Frame]):
     """A daemon thread that serves the latest frame with `handle`; exceptions are reported, not fatal."""
 
-    def __init__(self, slot: LatestFrameSlot[Frame], handle: Callable[[Frame], None],
+    def __init__(self, slot: FrameSource, handle: Callable[[Frame], None],
                  on_error: Callable[[Frame, Exception], None]) -> None:
         self._slot = slot
         self._handle = handle

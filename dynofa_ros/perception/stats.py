@@ -40,13 +40,15 @@ class RateMeter:
 
     def __init__(self, window_s: float = 2.0) -> None:
         self.window_s = window_s
-        self._stamps: deque[float] = deque()
+        self._ticks: deque[tuple[float, int]] = deque()  # (time, events)
+        self._total = 0
         self._lock = threading.Lock()
 
-    def tick(self, now: float | None = None) -> None:
+    def tick(self, now: float | None = None, events: int = 1) -> None:
         now = time.monotonic() if now is None else now
         with self._lock:
-            self._stamps.append(now)
+            self._ticks.append((now, events))
+            self._total += events
             self._trim(now)
 
     def rate_hz(self, now: float | None = None) -> float:
@@ -54,11 +56,11 @@ class RateMeter:
         now = time.monotonic() if now is None else now
         with self._lock:
             self._trim(now)
-            return len(self._stamps) / self.window_s
+            return self._total / self.window_s
 
     def _trim(self, now: float) -> None:
-        while self._stamps and now - self._stamps[0] > self.window_s:
-            self._stamps.popleft()
+        while self._ticks and now - self._ticks[0][0] > self.window_s:
+            self._total -= self._ticks.popleft()[1]
 
 
 class WindowedCounts:
