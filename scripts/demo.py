@@ -147,6 +147,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--duration', type=float, default=40.0, help='scenario length in seconds')
     parser.add_argument('--table', default=str(REPO / 'config' / 'operating_points' / 'fmnist_ofa_mbv3.yaml'))
+    parser.add_argument('--corunner-cap', type=float, default=None,
+                        help='confine the co-running load to this share of its CPUs (cgroup CFS quota, the '
+                             'emulated-DVFS path); default: unconfined')
     args = parser.parse_args()
     table = load_table(args.table)
     fastest = table.by_latency('cpu', 'p95')[0]  # the manager judges targets on p95 latency
@@ -156,7 +159,7 @@ def main() -> int:
     with ros_graph() as graph:
         start_nodes(graph, args.table)
         corunner = CoRunner(workers=os.cpu_count() or 1, duty=1.0, duration_s=args.duration,
-                            log_path=graph.log_dir / 'corunner.log')
+                            cap=args.corunner_cap, log_path=graph.log_dir / 'corunner.log')
         obs = DemoObserver(graph.domain_id)
         try:
             print('\nwaiting for the first result ...')
