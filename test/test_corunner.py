@@ -45,11 +45,12 @@ def _runnable_share(proc: psutil.Process, seconds: float) -> float:
 @pytest.mark.skipif(not Path("/proc/self/schedstat").exists(), reason="needs /proc/<pid>/schedstat")
 def test_duty_cycle_sets_how_much_cpu_the_workers_ask_for():
     assert burn(1.0, 0.05, time.monotonic() + 0.1) > 0
-    with CoRunner(workers=1, duty=0.25, period_s=0.05, duration_s=30) as light:
-        low = _runnable_share(_workers(light, 1)[0], 2.0)
+    # a long period keeps the wake-up wait of a loaded machine small against the 50 ms busy phase
+    with CoRunner(workers=1, duty=0.25, period_s=0.2, duration_s=30) as light:
+        low = _runnable_share(_workers(light, 1)[0], 3.0)
     with CoRunner(workers=1, duty=1.0, duration_s=30) as full:
         high = _runnable_share(_workers(full, 1)[0], 2.0)
-    assert 0.15 < low < 0.4, f"duty 0.25 asked for {low:.2f} of a CPU"
+    assert 0.15 < low < 0.45, f"duty 0.25 asked for {low:.2f} of a CPU"
     assert high > 0.9, f"duty 1.0 asked for only {high:.2f} of a CPU"
 
 
