@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -249,6 +250,13 @@ def run(args: argparse.Namespace) -> dict:
     return {'samples': samples, 'target_changes': changes, 'ages': all_ages, 'exit_codes': codes, 'logs': logs}
 
 
+def commit() -> str:
+    """The checkout's commit, '+dirty' when files differ from it (others may be editing the tree)."""
+    def git(*a: str) -> str:
+        return subprocess.run(['git', '-C', str(REPO), *a], capture_output=True, text=True).stdout.strip()
+    return git('rev-parse', '--short', 'HEAD') + ('+dirty' if git('status', '--porcelain', '-uno') else '')
+
+
 def report(args: argparse.Namespace, out: dict) -> dict:
     samples, logs = out['samples'], out['logs']
     last, names = samples[-1], list(samples[-1]['rss_mb'])
@@ -259,6 +267,7 @@ def report(args: argparse.Namespace, out: dict) -> dict:
         'config': {'duration_s': args.duration, 'warmup_s': args.warmup, 'interval_s': args.interval,
                    'target_period_s': args.target_period, 'camera': f'{args.width}x{args.height} rgb8 '
                    f'@ {args.rate:g} fps', 'table': os.path.relpath(args.table, REPO),
+                   'domain_id': args.domain, 'commit': commit(),
                    'machine': {'cpu_count': os.cpu_count(), 'processor': platform.processor() or platform.machine(),
                                'note': 'shared machine: other work ran during the soak'}},
         'rss': {n: drift(samples, n, args.warmup) for n in names},
@@ -283,7 +292,8 @@ def markdown(r: dict) -> str:
     ok = abs(worst) < 1.0 and r['errors'] == 0 and r['all_alive']
     lines = [f"# Soak: {c['duration_s']:g} s, camera {c['camera']}, a target change every {c['target_period_s']:g} s",
              '', '`source ws/env.sh && python bench/soak.py --duration ' f"{c['duration_s']:g}`"
-             f" ({c['machine']['cpu_count']} CPUs, {c['machine']['processor']}; {c['machine']['note']}).", '',
+             f" (commit {c['commit']}, {c['machine']['cpu_count']} CPUs, {c['machine']['processor']}; "
+             f"{c['machine']['note']}).", '',
              f"Done when (issue 13): RSS drift < 1 % per process after a {c['warmup_s']:g} s warm-up, 0 errors: "
              f"**{'met' if ok else 'NOT met'}** (worst drift {worst:+.3f} %, {r['errors']} errors, "
              f"{r['warnings']} warnings, every process alive: {r['all_alive']}).", '',
