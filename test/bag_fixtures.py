@@ -1,7 +1,7 @@
 """Bags in the formats real ROS 2 tools wrote, for the bag player tests (no rclpy needed to write them).
 
 Every bag holds the same recording: 640x480 bgr8 frames on /camera/image, their JPEGs on
-/camera/image/compressed, Temperature on /temperature (recorded best effort + transient local) and
+/camera/image/compressed, Temperature on /camera/temperature (recorded best effort + transient local) and
 geometry_msgs/Twist on /cmd_vel, a type the player does not replay. Messages are CDR from rosbags'
 serialiser. The sqlite3 tables and metadata.yaml are written here with rosbag2's own schemas where
 rosbags' Writer does not write that version (it writes 8 and 9):
@@ -25,7 +25,8 @@ import yaml
 WIDTH, HEIGHT = 640, 480
 START_NS = 1_600_000_000 * 1_000_000_000  # 2020-09-13, when Foxy bags were being recorded
 PERIOD_NS = 40_000_000
-IMAGE, JPEG, TEMPERATURE, UNSUPPORTED = '/camera/image', '/camera/image/compressed', '/temperature', '/cmd_vel'
+IMAGE, JPEG, TEMPERATURE, UNSUPPORTED = ('/camera/image', '/camera/image/compressed',
+                                     '/camera/temperature', '/cmd_vel')
 TYPES = {IMAGE: 'sensor_msgs/msg/Image', JPEG: 'sensor_msgs/msg/CompressedImage',
          TEMPERATURE: 'sensor_msgs/msg/Temperature', UNSUPPORTED: 'geometry_msgs/msg/Twist'}
 # What discovery reports for a publisher (history unknown, depth 0), as `ros2 bag record` stores it.

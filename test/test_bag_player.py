@@ -331,7 +331,7 @@ def test_loop_restarts_at_once(ros_graph, probe, tmp_path):
     write_versioned_bag(tmp_path / 'bag', 9, rec=rec)
     probe.subscribe(CompressedImage, JPEG, qos=_reliable())
     probe.subscribe(Clock, '/clock', qos=_reliable(500))
-    # Nobody takes /temperature: the player waits the full 3 s for it, but only before the first pass.
+    # Nobody takes the temperature topic: the player waits the full 3 s for it, but only before the first pass.
     player = play(ros_graph, tmp_path / 'bag', loop=True, wait_for_subscribers_s=3.0)
     probe.wait_for(lambda: probe.received(JPEG), 60, 'the first frame')
     start = time.monotonic()
@@ -353,8 +353,9 @@ def test_topic_allowlist_and_remapping(ros_graph, probe, tmp_path):
     rec = write_versioned_bag(tmp_path / 'bag', 8, rec=recording(frames=3))
     subscribe_images(probe)
     probe.subscribe(Image, '/cam/raw', qos=_reliable())
+    # use_sim_time as a launch file may set it for every node: the player must not wait for its own /clock.
     output = finish(play(ros_graph, tmp_path / 'bag', remappings={IMAGE: '/cam/raw'}, topics=[IMAGE],
-                         wait_for_subscribers_s=30.0))
+                         wait_for_subscribers_s=30.0, use_sim_time=True))
     assert 'replayed 3 messages' in output, output
     got = probe.wait_for(lambda: len(probe.received('/cam/raw')) >= 3 and probe.received('/cam/raw'), 10,
                          'remapped frames')

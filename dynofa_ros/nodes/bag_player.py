@@ -16,6 +16,7 @@ from collections.abc import Generator, Iterator
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.clock import Clock as RclpyClock, ClockType
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -38,6 +39,7 @@ REPLAYABLE = {
 }
 FALLBACK_DRAIN_S = 0.5  # without wait_for_all_acked: time given to the last messages before exit
 SLICE_S = 0.05  # longest the playback blocks the executor at a time
+DISCOVERY_SETTLE_S = 0.25
 
 
 def _time(nanoseconds: int) -> Time:
@@ -67,7 +69,8 @@ class BagPlayer(Node):
             raise
         self.clock_pub = self.create_publisher(Clock, '/clock', 10) if self.clock_period_s else None
         self._steps, self._wake_at, self._next_tick = self._playback(), 0.0, 0.0
-        self.create_timer(0.0, self._step)
+        # Steady: with use_sim_time the node's clock would follow the /clock this player publishes.
+        self.create_timer(0.0, self._step, clock=RclpyClock(clock_type=ClockType.STEADY_TIME))
 
     def _declare(self) -> None:
         def param(name, default, text):
@@ -181,6 +184,10 @@ class BagPlayer(Node):
         while time.monotonic() < deadline and any(
                 publisher.get_subscription_count() == 0 for publisher in self.publishers_by_topic.values()):
             yield time.monotonic() + 0.05
+        # The count says our writers know the readers; a best-effort reader drops samples until it knows
+        # our writer too (reliable ones recover them), so give discovery's other half a moment.
+        if self.wait_s > 0:
+            yield time.monotonic() + DISCOVERY_SETTLE_S
 
     def _wait_for_delivery(self) -> Iterator[float]:
         """Until reliable subscribers have acknowledged everything sent (bounded by ack_timeout_s)."""
