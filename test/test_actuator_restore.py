@@ -88,6 +88,15 @@ def test_kill9_then_restart_restores_the_true_originals(ros_graph, probe, nx_set
     assert not state.exists(), "the state file must be removed after a successful restore"
 
 
+def test_sigterm_restores_like_sigint(ros_graph, probe, nx_setup):
+    root, state, pub = nx_setup
+    proc = _start(ros_graph, root, state)
+    _apply_until(probe, pub, _decision(cpu0=1_000_000_000), _cpu0_applied(root), "the decision")
+    os.killpg(proc.process.pid, signal.SIGTERM)                  # what systemd and launch send
+    assert proc.process.wait(15) == 0
+    assert _read(root / POL.format(0) / "scaling_governor") == "schedutil" and not state.exists()
+
+
 def test_one_unreadable_original_does_not_skip_the_rest_of_the_gpu_restore(ros_graph, probe, nx_setup):
     root, state, pub = nx_setup
     gpu = root / GPU
