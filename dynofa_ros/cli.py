@@ -421,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
         tr = sub.add_parser("train", help="train a Fashion-MNIST supernet (once-for-all, sandwich rule)")
         training.build_parser(tr)
         tr.set_defaults(func=lambda a: (training.train(a), 0)[1])
+        from dynofa_ros.offline import baselines_train
+        ba = sub.add_parser("baselines", help="train static Fashion-MNIST baselines under a CPU budget, measure them")
+        baselines_train.build_parser(ba)
+        ba.set_defaults(func=lambda a: (baselines_train.run(a), 0)[1])
     return p
 
 

@@ -161,6 +161,7 @@ def train(args: argparse.Namespace) -> dict:
     test_x, test_y = load_fmnist("test", args.data)
     test_x, test_y = test_x[:args.eval_images], test_y[:args.eval_images]
     calib = calibration_subset(images, 2000, args.seed)
+    torch.manual_seed(args.seed)  # initial weights
     supernet, opt, state = _setup(args, out)
     steps_per_epoch = images.shape[0] // args.batch_size
     total = max(1, int(round(args.epochs * steps_per_epoch)))
@@ -172,6 +173,7 @@ def train(args: argparse.Namespace) -> dict:
         epoch, pos = divmod(step, steps_per_epoch)
         idx = epoch_order(images.shape[0], args.seed, epoch)[pos * args.batch_size:(pos + 1) * args.batch_size]
         gen = torch.Generator().manual_seed(args.seed * _STEP_SEED + step)
+        torch.manual_seed(args.seed * _STEP_SEED + step)  # dropout masks
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total, args.lr)
         loss_max, kd = sandwich_step(supernet, augment(images[idx], gen), labels[idx],
