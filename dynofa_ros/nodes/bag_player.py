@@ -202,9 +202,9 @@ class BagPlayer(Node):
                 pending.pop(0)
             else:
                 yield time.monotonic()
-        for publisher in pending:
-            self.get_logger().warning(f'{publisher.topic_name}: not every subscriber acknowledged the last '
-                                      f'messages within {self.ack_timeout_s:g} s')
+        if pending and self.ack_timeout_s > 0:  # 0: the user chose not to wait
+            self.get_logger().warning(f'not every subscriber acknowledged the last messages within '
+                                      f'{self.ack_timeout_s:g} s on {[p.topic_name for p in pending]}')
 
     def destroy_node(self) -> None:
         self._steps.close()
