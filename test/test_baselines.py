@@ -6,6 +6,8 @@ import time
 import torch
 
 from dynofa_ros.datasets import load_fmnist
+from dynofa_ros.supernet.checkpoint import build_supernet, save_supernet
+from dynofa_ros.supernet.configs import preset_config
 from dynofa_ros.offline.baselines_train import (TrainConfig, build_parser, load_weights,
                                                 mobilenet_v3_small_1ch, plain_cnn, run, train_budget)
 
@@ -48,6 +50,16 @@ def test_results_schema_and_reload(tmp_path):
         assert meta == e["train"]
     md = (tmp_path / "r.md").read_text()
     assert "| plain_cnn |" in md and "| mobilenet_v3_small |" in md and "200 test images" in md
-    again = run(build_parser().parse_args(common + ["--skip-train", "--out", str(tmp_path / "r2")]))
+    torch.manual_seed(0)
+    save_supernet(build_supernet("ofa_mbv3", preset_config("ofa_mbv3", "fmnist28")), tmp_path / "sn.pt",
+                  {"partial": True, "steps_done": 1, "steps": 9})
+    again = run(build_parser().parse_args(common + ["--skip-train", "--out", str(tmp_path / "r2"),
+                                                    "--supernet", f"ofa_mbv3={tmp_path / 'sn.pt'}"]))
     for name in ("plain_cnn", "mobilenet_v3_small"):
         assert again["models"][name]["top1"] == result["models"][name]["top1"]
+    for end in ("largest", "smallest"):
+        point = again["models"][f"sn:{end}"]
+        assert point["kind"] == "supernet point" and point["latency"]["runs"] == 6
+        assert point["checkpoint_meta"] == {"partial": True, "steps_done": 1, "steps": 9}
+    assert again["models"]["sn:largest"]["macs"] > again["models"]["sn:smallest"]["macs"]
+    assert "(partial: step 1/9)" in (tmp_path / "r2.md").read_text()

@@ -178,19 +178,23 @@ def _trained(args, name: str, images: torch.Tensor, labels: torch.Tensor) -> tup
     return model, meta
 
 
-def _supernet_points(spec: str, calib: torch.Tensor) -> dict[str, tuple[nn.Module, int, str]]:
-    """Largest and smallest sub-networks of a project checkpoint, BN recalibrated on ``calib``."""
+def _supernet_points(spec: str, calib: torch.Tensor) -> dict[str, dict[str, Any]]:
+    """Largest and smallest sub-networks of a project checkpoint, BN recalibrated on ``calib``; keyed
+    ``<checkpoint stem>:largest`` / ``:smallest``."""
     from ..engine.bn_stats import recalibrate_bn
     from ..engine.evaluate import batches
     from ..supernet.checkpoint import load_supernet
 
     family, _, path = spec.partition("=")
-    supernet, _ = load_supernet(path, family)
+    supernet, meta = load_supernet(path, family)
+    trained = {k: meta[k] for k in ("partial", "steps_done", "steps", "epochs", "cpu_seconds") if k in meta}
     points = {}
     for end, sub in (("largest", supernet.largest()), ("smallest", supernet.smallest())):
         module = supernet.extract(sub)
         recalibrate_bn(module, batches(calib, sub.resolution))
-        points[f"{family}:{end}"] = (module.eval(), sub.resolution, sub.encode())
+        points[f"{Path(path).stem}:{end}"] = {"module": module.eval(), "resolution": sub.resolution,
+                                              "entry": {"kind": "supernet point", "id": sub.encode(),
+                                                        "checkpoint": path, "checkpoint_meta": trained}}
     return points
 
 
@@ -213,9 +217,9 @@ def run(args) -> dict[str, Any]:
         entries[name] = {"kind": "static baseline", "train": meta}
         timed[name] = (model, RESOLUTION)
     for spec in args.supernet:
-        for key, (module, res, sub_id) in _supernet_points(spec, calibration_subset(images, 2000, 0)).items():
-            entries[key] = {"kind": "supernet point", "id": sub_id, "checkpoint": spec.partition("=")[2]}
-            timed[key] = (module, res)
+        for key, point in _supernet_points(spec, calibration_subset(images, 2000, 0)).items():
+            entries[key] = point["entry"]
+            timed[key] = (point["module"], point["resolution"])
     for key, (module, res) in timed.items():
         entries[key].update(describe_model(module, res, test_x, test_y))
     latency = interleaved_latency(timed, rounds=args.rounds, runs=args.runs)
@@ -248,7 +252,12 @@ def write_results(result: dict[str, Any], out: Path) -> None:
     for name, e in models.items():
         lat = e["latency"]
         tr = e.get("train")
-        trained = f"{tr['cpu_seconds']:.0f} CPU-s, {tr['epochs']} ep" if tr else e.get("id", "")
+        if tr:
+            trained = f"{tr['cpu_seconds']:.0f} CPU-s, {tr['epochs']} ep"
+        else:
+            cm = e["checkpoint_meta"]
+            trained = f"supernet point {e['id']}" + (
+                f" (partial: step {cm['steps_done']}/{cm['steps']})" if cm.get("partial") else "")
         lines.append(f"| {name} | {100 * e['top1']:.2f} % | {lat['cpu_median_ms']:.3f} | {lat['cpu_p95_ms']:.3f} "
                      f"| {lat['wall_median_ms']:.3f} | {lat['cpu_median_ms'] / ref:.2f} | {e['macs'] / 1e6:.2f} M "
                      f"| {e['params'] / 1e3:.0f} k | {trained} |")
