@@ -5,6 +5,8 @@
 - Managed nodes (`ManagedNode`, a `rclpy.lifecycle.LifecycleNode`) load in `configure`, serve in
   `activate`; with `autostart` (the default) `run_node` takes them through both, so plain `ros2 run`
   works, while `ros2 launch` or a lifecycle manager drives them with `autostart:=false`.
+- A node ends the process itself by raising SystemExit(code) from a callback (the bag player, at the
+  end of the bag): the same teardown runs and the process exits with that code.
 - Shutdown: rclpy's own signal handlers are not installed. The first SIGINT or SIGTERM stops the spin
   loop; the node is deactivated, cleaned up and destroyed while the context is still valid (so nothing
   publishes into a dead context), further signals are ignored, and the process leaves with `os._exit`
@@ -173,6 +175,8 @@ def run_node(make_node: Callable[[], N], name: str, args: list[str] | None = Non
             _spin(node, stop)
     except KeyboardInterrupt:
         pass  # stopped during start-up: a clean exit, not an error
+    except SystemExit as exc:  # a node that finished its job (e.g. the bag player at the end of the bag)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except ExternalShutdownException:
         pass
     except Exception as exc:  # noqa: BLE001 - start-up boundary: one fatal line
