@@ -49,12 +49,15 @@ class TestStackServes(unittest.TestCase):
     def test_lifecycle_nodes_become_active_and_perception_serves(self, domain_id):
         import rclpy
         from lifecycle_msgs.msg import State
+        from rclpy.executors import SingleThreadedExecutor
         from lifecycle_msgs.srv import GetState
 
         from dynofa_ros.msg import InferenceResult, SubnetDecision
         context = rclpy.Context()
         rclpy.init(context=context, domain_id=domain_id)
         node = rclpy.create_node('launch_test_probe', context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
         seen = {'results': 0, 'decisions': 0}
         node.create_subscription(InferenceResult, '/inference_result',
                                  lambda _: seen.__setitem__('results', seen['results'] + 1), 10)
@@ -63,16 +66,17 @@ class TestStackServes(unittest.TestCase):
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not (seen['results'] and seen['decisions']):
-                rclpy.spin_once(node, timeout_sec=0.1)
+                executor.spin_once(timeout_sec=0.1)
             self.assertTrue(seen['results'], 'no InferenceResult from the launched perception node')
             self.assertTrue(seen['decisions'], 'no SubnetDecision from the launched resource manager')
             for name in MANAGED:
                 client = node.create_client(GetState, f'{name}/get_state')
                 self.assertTrue(client.wait_for_service(timeout_sec=10), f'{name} is not a lifecycle node')
                 future = client.call_async(GetState.Request())
-                rclpy.spin_until_future_complete(node, future, timeout_sec=10)
+                executor.spin_until_future_complete(future, timeout_sec=10)
                 self.assertEqual(future.result().current_state.id, State.PRIMARY_STATE_ACTIVE, name)
         finally:
+            executor.shutdown()
             node.destroy_node()
             context.try_shutdown()
 
