@@ -68,3 +68,28 @@ def processor_kind(device_key: str) -> str:
     """'gpu' for a CUDA/GPU table device key (e.g. 'cuda', 'cuda@fp16'), else 'cpu'."""
     proc = device_key.split("@", 1)[0]
     return "gpu" if proc in ("cuda", "gpu") else "cpu"
+
+
+@dataclass(frozen=True)
+class PowerTable:
+    """Modelled power of all domains of one processor kind at each level of the first (representative)
+    domain, precomputed: a decision evaluates it for every level, many times."""
+    fracs: tuple[float, ...]        # the representative's levels as fractions of its maximum, ascending
+    busy_w: tuple[float, ...]       # the representative fully busy (energy per inference = this x latency)
+    static_w: float                 # summed over the kind's domains
+    dynamic_w: tuple[float, ...]    # summed dynamic power at full utilisation
+
+    @classmethod
+    def build(cls, domains: tuple[FrequencyDomain, ...]) -> "PowerTable":
+        rep = domains[0]
+        fracs = tuple(f / rep.max_hz for f in rep.levels_hz)
+        dyn = tuple(sum(d.dynamic_w * d._rel_dyn[d.index_at_or_above(x)] for d in domains) for x in fracs)
+        return cls(fracs, tuple(rep.power_at(x, 1.0) for x in fracs), sum(d.static_w for d in domains), dyn)
+
+    def index(self, frac: float) -> int:
+        """The level index of `frac` (the lowest level at or above it)."""
+        i = bisect.bisect_left(self.fracs, frac - 1e-9)
+        return min(i, len(self.fracs) - 1)
+
+    def power_w(self, k: int, util: float) -> float:
+        return self.static_w + self.dynamic_w[k] * min(1.0, max(0.0, util))

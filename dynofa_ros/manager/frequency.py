@@ -15,18 +15,20 @@ from dynofa_ros.manager.selection import KindContext
 class LevelPlan:
     """The model at one frequency fraction: whether it keeps the targets met at the cap, its power, and
     every workload's latency there."""
+    k: int                  # level index (PowerTable)
     frac: float
     ok: bool
     power_w: float
     lats: dict[str, float]
 
 
-def evaluate(placed: list[Placed], ctx: KindContext, frac: float, margin: float) -> LevelPlan:
+def evaluate(placed: list[Placed], ctx: KindContext, k: int, margin: float) -> LevelPlan:
+    frac = ctx.power.fracs[k]
     s = latency_scale(ctx.rep.compute_bound, frac)
     lat0 = {p.w.name: p.w.base[p.i] * s * p.w.factors(ctx.now)[p.i] for p in placed}
     utils = {p.w.name: p.w.util(lat0[p.w.name]) for p in placed}
     tot = sum(utils.values())
-    busy = ctx.rep.power_at(frac, 1.0)
+    busy = ctx.power.busy_w[k]
     lats, ok = {}, True
     for p in placed:
         name, t = p.w.name, p.w.target
@@ -38,7 +40,7 @@ def evaluate(placed: list[Placed], ctx: KindContext, frac: float, margin: float)
         if t.max_energy_mj > 0 and busy * lat > t.max_energy_mj:
             ok = False
     util = min(1.0, ctx.bg + sum(p.w.util(lats[p.w.name]) for p in placed))
-    return LevelPlan(frac, ok, sum(d.power_at(frac, util) for d in ctx.domains), lats)
+    return LevelPlan(k, frac, ok, ctx.power.power_w(k, util), lats)
 
 
 class FrequencyPlanner:
@@ -54,7 +56,7 @@ class FrequencyPlanner:
     def choose(self, placed: list[Placed], ctx: KindContext, stale: tuple[str, ...]) -> tuple[LevelPlan, str, bool]:
         """The level for `ctx.kind`, its reason, and whether the time budget cut the search short."""
         kind, cap = ctx.kind, ctx.cap_frac
-        at_cap = evaluate(placed, ctx, cap, 0.0)
+        at_cap = evaluate(placed, ctx, ctx.cap_index, 0.0)
         # a workload already missing its latency bound at the cap gets the cap (best effort), never less
         best_effort = any(p.status.startswith("latency") for p in placed)
         if stale:
@@ -73,9 +75,8 @@ class FrequencyPlanner:
 
     def _search(self, placed: list[Placed], ctx: KindContext, best: LevelPlan) -> tuple[LevelPlan, bool]:
         """Walk down from the cap while every target still holds; the lowest-power level wins."""
-        levels = [f / ctx.rep.max_hz for f in ctx.rep.levels_hz]
-        for frac in reversed([f for f in levels if f < ctx.cap_frac - 1e-12]):
-            plan = evaluate(placed, ctx, frac, ctx.config.frequency_margin)
+        for k in range(ctx.cap_index - 1, -1, -1):
+            plan = evaluate(placed, ctx, k, ctx.config.frequency_margin)
             if not plan.ok:
                 break
             if plan.power_w < best.power_w:
@@ -90,7 +91,7 @@ class FrequencyPlanner:
         c, kind = ctx.config, ctx.kind
         cur = self.frac.get(kind)
         if cur is not None and abs(cur - best.frac) > 1e-9 and cur <= ctx.cap_frac + 1e-9:
-            held = evaluate(placed, ctx, cur, 0.0)
+            held = evaluate(placed, ctx, ctx.power.index(cur), 0.0)
             recent = ctx.now - self.switched.get(kind, -math.inf) < c.frequency_down_dwell_s
             if held.ok and (held.power_w <= best.power_w * (1 + c.energy_gain_min) or (recent and best.frac < cur)):
                 return held, f"{kind} level held (within hysteresis)"

@@ -49,9 +49,7 @@ def materialise(order: list[WorkloadState], subnets: dict[str, SubnetChoice], bu
     for w in order:
         if w.name not in subnets:
             continue
-        i = w.index[subnets[w.name].point.id]
-        ring = sorted((j for j in range(len(w.points)) if j != i), key=lambda j: (abs(j - i), j > i))
-        for j in ring:
+        for j in w.ring(w.index[subnets[w.name].point.id]):
             p = w.points[j]
             if used + p.memory_mb <= budget:
                 keep[w.name].append(p.id)

@@ -19,9 +19,9 @@ import math
 import time
 from typing import Iterable
 
-from dynofa_ros.dvfs_model import FrequencyDomain, latency_scale, processor_kind
+from dynofa_ros.dvfs_model import FrequencyDomain, PowerTable, latency_scale, processor_kind
 from dynofa_ros.manager.controllers import BackgroundLoad, BatteryMode, ThermalCap, hottest_per_kind, load_samples
-from dynofa_ros.manager.frequency import FrequencyPlanner
+from dynofa_ros.manager.frequency import FrequencyPlanner, LevelPlan
 from dynofa_ros.manager.memory import MemoryLedger, materialise, memory_budget
 from dynofa_ros.manager.placement import Placed, place
 from dynofa_ros.manager.selection import KindContext
@@ -53,6 +53,7 @@ class ResourcePolicy:
         self._hottest: dict[str, float] = {}
         self._zones_ignored = 0
         self._clock = -math.inf            # the latest `now` seen (decide / feedback)
+        self._power: dict[str, PowerTable] = {}   # per kind, built on first use
 
     @property
     def mode(self) -> str:
@@ -77,6 +78,7 @@ class ResourcePolicy:
             # e.g. a CUDA workload on a desktop profile: choose points, leave its clock alone
             self.domains.append(FrequencyDomain(f"{kind}_fixed", kind, (1,), compute_bound=0.0, static_w=0.0,
                                                 dynamic_w=1.0, fixed=True))
+            self._power.pop(kind, None)
         pts = sorted(table.points, key=lambda p: (p.latency(device_key, c.latency_stat), -p.accuracy))
         self._workloads[name] = WorkloadState(
             name=name, device_key=device_key, kind=kind, points=pts,
@@ -182,21 +184,22 @@ class ResourcePolicy:
     def _context(self, kind: str, doms: tuple[FrequencyDomain, ...], cap: float, battery: float, now: float,
                  deadline: float) -> KindContext:
         rep = doms[0]
-        cap_frac = rep.cap_fraction(cap)
+        power = self._power.get(kind) or self._power.setdefault(kind, PowerTable.build(doms))
+        k = power.index(rep.cap_fraction(cap))
         thermal = self.mode == "normal" and self._thermal.limited and self.config.thermal_saves_energy
-        return KindContext(kind=kind, rep=rep, domains=doms, cap_frac=cap_frac,
-                           s_cap=latency_scale(rep.compute_bound, cap_frac), bg=self._load.share.get(kind, 0.0),
-                           busy_power_w=rep.power_at(cap_frac, 1.0), objective="thermal" if thermal else self.mode,
+        return KindContext(kind=kind, rep=rep, power=power, cap_index=k,
+                           s_cap=latency_scale(rep.compute_bound, power.fracs[k]), bg=self._load.share.get(kind, 0.0),
+                           busy_power_w=power.busy_w[k], objective="thermal" if thermal else self.mode,
                            mode=self.mode, battery_percent=battery, now=now, deadline=deadline, config=self.config)
 
     def _decide_kind(self, group: list[WorkloadState], ctx: KindContext, memory: MemoryLedger,
                      stale: tuple[str, ...]) -> tuple[dict[str, SubnetChoice], float, str, bool]:
         placed, cut = place(group, ctx, memory)
         plan, why, cut_f = self._freq.choose(placed, ctx, stale)
-        return {p.w.name: self._commit(p, ctx, plan.frac, plan.lats[p.w.name]) for p in placed}, plan.frac, why, \
+        return {p.w.name: self._commit(p, ctx, plan, plan.lats[p.w.name]) for p in placed}, plan.frac, why, \
             cut or cut_f
 
-    def _commit(self, p: Placed, ctx: KindContext, frac: float, lat: float) -> SubnetChoice:
+    def _commit(self, p: Placed, ctx: KindContext, plan: LevelPlan, lat: float) -> SubnetChoice:
         """Make the choice current (switch bookkeeping, pins) and describe it."""
         w, c = p.w, self.config
         factor = w.factors(ctx.now)[p.i]
@@ -206,10 +209,10 @@ class ResourcePolicy:
         w.urgent = False
         w.predicted_raw_ms = lat / factor
         if not c.frequency_applied:
-            w.predicted_raw_ms /= latency_scale(ctx.rep.compute_bound, frac)
+            w.predicted_raw_ms /= latency_scale(ctx.rep.compute_bound, plan.frac)
         status = p.status
         t = w.target
         if not status and t.max_latency_ms > 0 and lat > t.max_latency_ms:
             status = f"predicted {lat:.1f} ms > {t.max_latency_ms:.1f} ms"
-        energy = ctx.rep.power_at(frac, 1.0) * lat
+        energy = ctx.power.busy_w[plan.k] * lat
         return SubnetChoice(w.name, point, lat, energy, not status, p.reason, status)

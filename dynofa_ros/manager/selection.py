@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dynofa_ros.dvfs_model import FrequencyDomain
+from dynofa_ros.dvfs_model import FrequencyDomain, PowerTable
 from dynofa_ros.manager.hysteresis import dwell_hold, gain_hold
 from dynofa_ros.manager.types import PolicyConfig
 from dynofa_ros.manager.workload import WorkloadState
@@ -15,8 +15,8 @@ class KindContext:
     """What one processor kind's decision works with, fixed for the decision."""
     kind: str
     rep: FrequencyDomain                    # the domain whose levels and model stand for the kind
-    domains: tuple[FrequencyDomain, ...]    # every domain of the kind (power is summed over them)
-    cap_frac: float                         # highest level at or below the cap, as a fraction of max
+    power: PowerTable                       # every domain of the kind, per level of `rep`
+    cap_index: int                          # highest level at or below the cap
     s_cap: float                            # latency scale at the cap
     bg: float                               # background load share
     busy_power_w: float                     # modelled busy power at the cap (energy = power x latency)
@@ -30,6 +30,10 @@ class KindContext:
     @property
     def gain(self) -> float:
         return self.config.contention_gain
+
+    @property
+    def cap_frac(self) -> float:
+        return self.power.fracs[self.cap_index]
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ class WorkloadState:
     index: dict[str, int] = field(default_factory=dict)    # point id -> position in `points`
     _factors: tuple[float, list[float]] | None = field(default=None, repr=False)
     _memory_s: float = 60.0                 # PolicyConfig.ratio_memory_s, set by the policy
+    _rings: list[list[int]] | None = field(default=None, repr=False)
 
     @property
     def current_index(self) -> int:
@@ -77,6 +78,15 @@ class WorkloadState:
 
     def remembers(self, point_id: str, now: float) -> bool:
         return now - self.measured_at.get(point_id, -math.inf) <= self._memory_s
+
+    def ring(self, i: int) -> list[int]:
+        """The other points by distance from point `i`, the faster first on ties: the ones most likely
+        next (computed once; materialisation walks it every decision)."""
+        if self._rings is None:
+            n = len(self.points)
+            self._rings = [sorted((j for j in range(n) if j != c), key=lambda j, c=c: (abs(j - c), j > c))
+                           for c in range(n)]
+        return self._rings[i]
 
     def util(self, lat_ms: float) -> float:
         return min(1.0, lat_ms * self.rate_hz / 1000.0)
