@@ -102,6 +102,7 @@ def share_file(relative: str) -> Path:
 
 
 def load_stacks(path: Path | None = None) -> dict[str, Any]:
+    """config/stack.yaml (or `path`) as a dict; read on every call so edits need no restart."""
     return yaml.safe_load((path or share_file('config/stack.yaml')).read_text())
 
 
@@ -135,6 +136,7 @@ def _resolve(value: Any, arguments: Mapping[str, Any], workload: Mapping[str, An
 
 def _spec(name: str, entry: Mapping[str, Any], common: Mapping[str, Any], namespace: str,
           resolve: Callable[[Any], Any]) -> NodeSpec:
+    """One stack.yaml node entry, its values resolved (common parameters first, the node's own win)."""
     return NodeSpec(name=name, executable=entry['executable'], namespace=namespace,
                     parameters={**resolve(dict(common)), **resolve(dict(entry.get('parameters', {})))},
                     remappings=resolve(dict(entry.get('remappings', {}))), managed=bool(entry.get('managed')),
@@ -243,7 +245,8 @@ class RosGraph:
                     overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[NodeProcess]:
         """Start a config/stack.yaml stack as its launch file would, with `arguments` as `name:=value`.
 
-        `only` limits it to some node names; `overrides` adds or replaces parameters per node name.
+        `only` limits it to some node names; `overrides` adds or replaces parameters per node name (in
+        every namespace of a multi-workload stack).
         Managed nodes configure and activate themselves here (their `autostart` default).
         """
         values = {name: default for name, default, _ in stack_arguments(stack)}
