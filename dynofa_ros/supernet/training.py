@@ -59,6 +59,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--save-every", type=int, default=50, help="steps between resumable state files")
     p.add_argument("--eval-images", type=int, default=10000, help="test images for the per-epoch line")
     p.add_argument("--train-images", type=int, help="use only the first N training images (smoke tests)")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="also print the largest/smallest test accuracy every N steps (0: per epoch only)")
     p.add_argument("--max-steps", type=int, help="stop (resumably) after this many steps in this process")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing state file")
     return p
@@ -186,7 +188,7 @@ def train(args: argparse.Namespace) -> dict:
         if step % args.log_every == 0 or step == total:
             print(f"step {step}/{total} loss_max {loss_max:.3f} kd {kd:.3f} lr {lr_at(step - 1, total, args.lr):.2e} "
                   f"cpu {time.process_time() - cpu0:.0f}s wall {time.time() - wall0:.0f}s", flush=True)
-        if step % steps_per_epoch == 0 or step == total:
+        if step % steps_per_epoch == 0 or step == total or (args.eval_every and step % args.eval_every == 0):
             history.append(_epoch_line(supernet, calib, test_x, test_y, step / steps_per_epoch,
                                        time.process_time() - cpu0, time.time() - wall0))
         if (args.save_every and step % args.save_every == 0) or step == stop:
