@@ -404,7 +404,7 @@ class PerceptionNode(ManagedNode):
     def _unseen_before(self, info: dict) -> int:
         """Frames of this publisher overwritten in the reader (or lost) since its last one we took.
 
-        From the publication sequence numbers (absent on Humble, where they count as 0)."""
+        From the publication sequence numbers, where rclpy reports them (Kilted does; else 0)."""
         sequence, gid = info.get('publication_sequence_number'), info.get('publisher_gid')
         if not sequence or not gid:
             return 0
