@@ -40,14 +40,17 @@ SETTLE_S = 1.0  # the start of each level is not measured (discovery, the first 
 def camera_main(args: argparse.Namespace) -> None:
     """Publish pre-serialized frames at `rate` Hz for `seconds`, patching the stamp in the CDR bytes."""
     import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import Image
 
     from dynofa_ros.nodes.image_conversion import array_to_image
     rclpy.init()
     node = rclpy.create_node('flood_camera')
-    pub = node.create_publisher(Image, 'image', QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    # sensor_data: what camera drivers offer (best effort, keep last 5); reliable queues frames in the writer
+    qos = qos_profile_sensor_data if args.camera_qos == 'sensor_data' else QoSProfile(
+        depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    pub = node.create_publisher(Image, 'image', qos)
     pixels = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
     msg = array_to_image(pixels, 'rgb8')
     msg.header.frame_id = 'flood'
@@ -140,12 +143,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def flood_level(driver: Driver, env: dict, size: int, rate: float, seconds: float, period_ms: float,
-                node_pid: int) -> dict:
+                node_pid: int, camera_qos: str) -> dict:
     """One camera process at `rate` Hz; what the node served of it, how old the results were, CPU used."""
     statuses_before = len(driver.statuses)
     cpu_before, wall_before = cpu_seconds(node_pid), time.monotonic()
     camera = subprocess.run([sys.executable, __file__, '--camera', '--rate', str(rate), '--seconds', str(seconds),
-                             '--size', str(size)], env=env, capture_output=True, text=True, timeout=seconds + 60)
+                             '--size', str(size), '--camera-qos', camera_qos], env=env, capture_output=True,
+                            text=True, timeout=seconds + 60)
     if camera.returncode != 0:
         raise RuntimeError(f'camera failed: {camera.stderr[-2000:]}')
     sent = json.loads(camera.stdout.strip().splitlines()[-1])
@@ -205,7 +209,7 @@ def measure(targets: list[Target], args: argparse.Namespace) -> None:
                 t.runs['unloaded'].append(base)
                 first_rate = targets[0].runs['unloaded'][0]['model_rate_hz']
                 entry = flood_level(t.driver, t.env, args.size, level * first_rate, args.seconds,
-                                    base['model_period_ms'], t.pid)
+                                    base['model_period_ms'], t.pid, args.camera_qos)
                 entry['unloaded_model_rate_hz'] = base['model_rate_hz']
                 entry['served_ratio'] = round(entry['served_hz'] / base['model_rate_hz'], 3)
                 # share of the wall time spent in the model itself, a load-independent view of the overhead
@@ -328,7 +332,7 @@ def run(args: argparse.Namespace) -> dict:
     report: dict = {'machine': {'cpu_count': os.cpu_count(), 'processor': platform.processor(),
                                 'load_avg_1m_at_start': os.getloadavg()[0]},
                     'input': f'{args.size}x{args.size} rgb8 over DDS (localhost) from a camera process '
-                             '(pre-serialized, reliable depth 5)',
+                             f'(pre-serialized, camera QoS {args.camera_qos})',
                     'command': 'python bench/flood.py ' + ' '.join(sys.argv[1:]), 'table': str(args.table),
                     'subnet_id': subnet_id, 'seconds': args.seconds, 'repeats': args.repeats,
                     'levels': args.levels, 'baseline': args.baseline or None}
@@ -355,6 +359,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--table', default=str(REPO / 'config' / 'operating_points' / 'fmnist_ofa_mbv3.yaml'))
     parser.add_argument('--size', type=int, default=224, help='square rgb8 frame side')
+    parser.add_argument('--camera-qos', choices=['sensor_data', 'reliable'], default='sensor_data',
+                        help="the flooding camera's QoS: sensor_data as camera drivers offer, or reliable depth 5")
     parser.add_argument('--seconds', type=float, default=5.0, help='each flood (per level, node and repeat)')
     parser.add_argument('--unloaded-seconds', type=float, default=3.0, help='the unloaded run before each flood')
     parser.add_argument('--repeats', type=int, default=3)
