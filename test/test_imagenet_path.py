@@ -173,15 +173,15 @@ def test_search_writes_a_table_for_the_official_file_that_calibrates(calibrated,
 @pytest.mark.parametrize('topic', ['/camera/image', '/camera/image/compressed'])
 def test_calibrate_from_a_bag_image_topic(calibrated, tmp_path, topic):
     """Raw and JPEG frames of a rosbag (the player tests' MCAP fixture) calibrate like a folder."""
-    from bag_fixtures import recording, write_versioned_bag
+    from bag_fixtures import IMAGE, JPEG, TEMPERATURE, recording, write_versioned_bag
     from dynofa_ros.operating_points import load_table
+    assert topic in (IMAGE, JPEG)
     _, table, _, _ = calibrated
     bag = tmp_path / 'drive'
-    write_versioned_bag(bag, 9, 'mcap', recording(frames=6, topics=('/camera/image', '/camera/image/compressed',
-                                                                     '/temperature')))
+    write_versioned_bag(bag, 9, 'mcap', recording(frames=6, topics=(IMAGE, JPEG, TEMPERATURE)))
     out = tmp_path / 'from_bag.yaml'
     done = _calibrate(str(table), '--bag', str(bag), '--topic', topic, '--out', str(out))
     assert done.returncode == 0, done.stderr
     assert 'on 6 images' in done.stdout and all(p.bn_stats for p in load_table(out).points)
-    done = _calibrate(str(table), '--bag', str(bag), '--topic', '/temperature', '--out', str(out))
+    done = _calibrate(str(table), '--bag', str(bag), '--topic', TEMPERATURE, '--out', str(out))
     assert done.returncode == 1 and 'not images' in done.stderr and 'Traceback' not in done.stderr
