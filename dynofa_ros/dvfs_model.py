@@ -70,6 +70,15 @@ def processor_kind(device_key: str) -> str:
     return "gpu" if proc in ("cuda", "gpu") else "cpu"
 
 
+def device_threads(device_key: str) -> int:
+    """Threads a table device key was measured with ('cpu@2t' -> 2; offline/profiler.device_key writes
+    them); 1 where it names none (a GPU key, plain 'cpu')."""
+    for part in device_key.split("@")[1:]:
+        if len(part) > 1 and part.endswith("t") and part[:-1].isdigit():
+            return max(1, int(part[:-1]))
+    return 1
+
+
 @dataclass(frozen=True)
 class PowerTable:
     """Modelled power of all domains of one processor kind at each level of the first (representative)

@@ -367,3 +367,21 @@ def test_memory_pressure_on_the_machine_shrinks_what_stays_materialised():
     d = pol.decide(2.0)
     assert sum(table.point(i).memory_mb for i in d.materialised["a"]) <= held - 10.0
     assert d.subnets["a"].point.id == d.materialised["a"][0]
+
+
+@pytest.mark.parametrize("key, threads", [("cpu@2t", 2), ("cpu@1t", 1), ("cpu", 1)])
+def test_own_multithreaded_workload_is_not_counted_as_background_load(key, threads):
+    """A `cpu@2t` workload keeps two cores busy: the platform's busy share it causes is its own, not a
+    co-runner's (counting it on one core invented background load that does not exist)."""
+    pol = make_policy()
+    pol.add_workload("net", make_table(device=key), key, Target(max_latency_ms=15.0), rate_hz=50)
+    pol.decide(0.0)
+    cur = pol._get("net").current.id
+    pol.update_feedback("net", WorkloadFeedback(cur, 10.0, 12.0, 50.0, 50.0), 1.0)
+    # 50 Hz x 10 ms = half the time busy, on `threads` of the 4 cores; nothing else runs
+    busy = tuple([50.0] * threads + [0.0] * (4 - threads))
+    pol.update_platform(PlatformState(cpu_percent=busy), now=1.0)
+    assert pol.background_load("cpu") == pytest.approx(0.0, abs=1e-9)
+    # a real co-runner on another core still shows
+    pol.update_platform(PlatformState(cpu_percent=busy[:-1] + (100.0,)), now=1.1)
+    assert pol.background_load("cpu") > 0.05

@@ -19,7 +19,7 @@ import math
 import time
 from typing import Iterable
 
-from dynofa_ros.dvfs_model import FrequencyDomain, PowerTable, latency_scale, processor_kind
+from dynofa_ros.dvfs_model import FrequencyDomain, PowerTable, device_threads, latency_scale, processor_kind
 from dynofa_ros.manager.controllers import BackgroundLoad, BatteryMode, ThermalCap, hottest_per_kind, load_samples
 from dynofa_ros.manager.frequency import FrequencyPlanner, LevelPlan
 from dynofa_ros.manager.memory import MemoryLedger, materialise, memory_budget
@@ -83,7 +83,8 @@ class ResourcePolicy:
         self._workloads[name] = WorkloadState(
             name=name, device_key=device_key, kind=kind, points=pts,
             base=[p.latency(device_key, c.latency_stat) for p in pts], target=target,
-            rate_hz=rate_hz if rate_hz > 0 else c.default_rate_hz, index={p.id: i for i, p in enumerate(pts)},
+            rate_hz=rate_hz if rate_hz > 0 else c.default_rate_hz,
+            threads=device_threads(device_key) if kind == "cpu" else 1, index={p.id: i for i, p in enumerate(pts)},
             _memory_s=c.ratio_memory_s)
 
     def workloads(self) -> list[str]:

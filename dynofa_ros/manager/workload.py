@@ -19,6 +19,7 @@ class WorkloadState:
     base: list[float]                       # table latency of points (ms)
     target: Target
     rate_hz: float
+    threads: int = 1                        # cores one inference keeps busy (device key, e.g. cpu@2t)
     current: OperatingPoint | None = None
     last_switch: float = -math.inf
     last_direction: int = 0                 # +1: last switch went to a slower point, -1: to a faster one
@@ -92,12 +93,13 @@ class WorkloadState:
         return min(1.0, lat_ms * self.rate_hz / 1000.0)
 
     def own_load(self, now: float, max_age_s: float) -> float:
-        """Busy share this workload explains by its last fresh status (rate x latency); 0 when expired."""
+        """Busy cores this workload explains by its last fresh status (rate x latency x threads: a
+        `cpu@2t` inference keeps two cores busy); 0 when expired."""
         fb = self.feedback
         if fb is None or now - self.feedback_at > max_age_s:
             return 0.0
         if math.isfinite(fb.output_rate_hz) and math.isfinite(fb.latency_p50_ms):
-            return fb.output_rate_hz * fb.latency_p50_ms / 1000.0
+            return fb.output_rate_hz * fb.latency_p50_ms / 1000.0 * self.threads
         return 0.0
 
     def record(self, fb: WorkloadFeedback, now: float, config: PolicyConfig) -> bool:
