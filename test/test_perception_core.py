@@ -12,7 +12,7 @@ from dynofa_ros.perception import image_codec
 from dynofa_ros.perception.image_codec import (ImageDecodeError, check_compressed, check_raw, decode_compressed,
                                                decode_raw)
 from dynofa_ros.perception.preprocess import Preprocessor
-from dynofa_ros.perception.serving import InferenceWorker
+from dynofa_ros.perception.serving import InferenceWorker, LatestFrameSlot
 from dynofa_ros.perception.stats import LatencyWindow, RateMeter
 from dynofa_ros.text import clip
 from image_samples import OTHER_FORMATS, encode_png, jpeg_header, png_bomb
@@ -252,38 +252,8 @@ def test_preprocess_resizes_converts_and_normalises():
         Preprocessor([0.5], [0.0], in_channels=1)
 
 
-class LatestFrameSlot:
-    """A one-frame FrameSource for the worker test; `put` reports whether it replaced an unserved one."""
-
-    def __init__(self) -> None:
-        self._frame: object | None = None
-        self._closed = False
-        self._cond = threading.Condition()
-
-    def put(self, frame: object) -> bool:
-        with self._cond:
-            replaced = self._frame is not None
-            self._frame = frame
-            self._cond.notify()
-            return replaced
-
-    def take(self, timeout: float | None = None) -> object | None:
-        """Wait for a frame; None on timeout or after close()."""
-        with self._cond:
-            if self._frame is None and not self._closed:
-                self._cond.wait(timeout)
-            frame, self._frame = self._frame, None
-            return frame
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
-
 def test_latest_slot_drops_older_frames_and_worker_survives_errors():
-    slot = LatestFrameSlot()
+    slot: LatestFrameSlot[int] = LatestFrameSlot()
     assert slot.put(1) is False and slot.put(2) is True  # 1 was never served: dropped
     assert slot.take(0.1) == 2 and slot.take(0.01) is None
     served, errors, gate = [], [], threading.Event()

@@ -1,9 +1,9 @@
 """Keep-latest serving: an inference thread that takes the newest frame from a source when it is ready.
 
 When frames arrive faster than the model runs, unserved frames are replaced (and counted as dropped), so
-latency never builds up in a queue. A source is anything with `take(timeout)` and `close()`; in the
-perception node it is the DDS reader itself (depth 1), which the thread takes from directly so that
-receiving costs the executor nothing.
+latency never builds up in a queue. A source is anything with `take(timeout)` and `close()`: the
+one-frame `LatestFrameSlot` between a callback and the thread, or (in the perception node) the DDS reader
+itself, which the thread takes from directly so that receiving costs the executor nothing.
 """
 from __future__ import annotations
 
@@ -20,6 +20,35 @@ class FrameSource(Protocol):
 
     def close(self) -> None:
         """Wake a waiting `take` and make later ones return None."""
+
+
+class LatestFrameSlot(Generic[Frame]):
+    """Holds at most one pending frame; `put` reports whether it replaced an unserved one."""
+
+    def __init__(self) -> None:
+        self._frame: Frame | None = None
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, frame: Frame) -> bool:
+        with self._cond:
+            replaced = self._frame is not None
+            self._frame = frame
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None) -> Frame | None:
+        """Wait for a frame; None on timeout or after close()."""
+        with self._cond:
+            if self._frame is None and not self._closed:
+                self._cond.wait(timeout)
+            frame, self._frame = self._frame, None
+            return frame
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 class InferenceWorker(Generic[Frame]):
