@@ -212,17 +212,24 @@ class NodeProcess:
 
     def stop(self, timeout: float = 5.0) -> int:
         """SIGINT (clean rclpy shutdown), then SIGKILL of the process group; returns the exit code."""
-        if self.running():
-            try:
-                os.killpg(self.process.pid, signal.SIGINT)
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-            except ProcessLookupError:
-                pass
+        code = stop_process_group(self.process, timeout)
         self._log.close()
-        return self.process.returncode
+        return code
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 5.0) -> int:
+    """SIGINT to the process group of `process` (started with start_new_session), SIGKILL after
+    `timeout`; returns the exit code. Safe on a process that has already ended."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGINT)
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        except ProcessLookupError:
+            pass
+    return process.returncode
 
 
 class RosGraph:

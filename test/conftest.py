@@ -92,6 +92,28 @@ class Probe:
             time.sleep(0.02)
         raise AssertionError(f'timed out after {timeout:.1f} s waiting for {what}')
 
+    def call(self, srv_type, name: str, request, timeout: float = 30.0):
+        """Call service `name` and wait for the reply (the service must come up within `timeout`)."""
+        client = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=timeout), f'{name} not up'
+        future = client.call_async(request)
+        self.wait_for(future.done, timeout, f'{name} reply')
+        return future.result()
+
+    def lifecycle_state(self, node: str) -> str:
+        """The managed node's state label (unconfigured, inactive, active, ...)."""
+        from lifecycle_msgs.srv import GetState
+        return self.call(GetState, f'/{node}/get_state', GetState.Request()).current_state.label
+
+    def lifecycle_change(self, node: str, transition: str, timeout: float = 90.0) -> bool:
+        """Trigger configure / activate / deactivate / cleanup on a managed node; whether it succeeded."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+        ids = {'configure': Transition.TRANSITION_CONFIGURE, 'activate': Transition.TRANSITION_ACTIVATE,
+               'deactivate': Transition.TRANSITION_DEACTIVATE, 'cleanup': Transition.TRANSITION_CLEANUP}
+        request = ChangeState.Request(transition=Transition(id=ids[transition]))
+        return self.call(ChangeState, f'/{node}/change_state', request, timeout).success
+
     def set_parameters(self, node: str, values: dict, timeout: float = 10.0):
         """Call /<node>/set_parameters with one parameter; returns its SetParametersResult."""
         from rcl_interfaces.srv import SetParameters

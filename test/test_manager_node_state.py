@@ -26,24 +26,15 @@ def _table(tmp_path):
     return str(path)
 
 
-def _call(probe, srv_type, name: str, request, timeout: float = 10.0):
-    client = probe.node.create_client(srv_type, name)
-    assert client.wait_for_service(timeout_sec=timeout), f"{name} not up"
-    future = client.call_async(request)
-    probe.wait_for(future.done, timeout, f"{name} reply")
-    return future.result()
-
-
 def _state(probe) -> str:
-    from lifecycle_msgs.srv import GetState
-    return _call(probe, GetState, f"/{NODE}/get_state", GetState.Request()).current_state.label
+    return probe.lifecycle_state(NODE)
 
 
 def _change(probe, transition: int) -> bool:
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
-    return _call(probe, ChangeState, f"/{NODE}/change_state",
-                 ChangeState.Request(transition=Transition(id=transition))).success
+    return probe.call(ChangeState, f"/{NODE}/change_state",
+                      ChangeState.Request(transition=Transition(id=transition)), timeout=10.0).success
 
 
 @ros
@@ -366,13 +357,13 @@ def _set_atomically(probe, values: dict):
     from rclpy.parameter import Parameter
     request = SetParametersAtomically.Request(
         parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
-    return _call(probe, SetParametersAtomically, f"/{NODE}/set_parameters_atomically", request).result
+    return probe.call(SetParametersAtomically, f"/{NODE}/set_parameters_atomically", request).result
 
 
 def _get(probe, name: str):
     from rcl_interfaces.srv import GetParameters
     from rclpy.parameter import parameter_value_to_python
-    reply = _call(probe, GetParameters, f"/{NODE}/get_parameters", GetParameters.Request(names=[name]))
+    reply = probe.call(GetParameters, f"/{NODE}/get_parameters", GetParameters.Request(names=[name]))
     return parameter_value_to_python(reply.values[0])
 
 

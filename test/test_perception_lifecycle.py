@@ -20,26 +20,12 @@ NODE = 'perception_lc'
 QUIET_S = 1.5  # how long "no results" is watched for while frames keep arriving
 
 
-def _call(probe, srv_type, name: str, request, timeout: float = 30.0):
-    client = probe.node.create_client(srv_type, name)
-    assert client.wait_for_service(timeout_sec=timeout), f'{name} not up'
-    future = client.call_async(request)
-    probe.wait_for(future.done, timeout, f'{name} reply')
-    return future.result()
-
-
 def state(probe, node: str = NODE) -> str:
-    from lifecycle_msgs.srv import GetState
-    return _call(probe, GetState, f'/{node}/get_state', GetState.Request()).current_state.label
+    return probe.lifecycle_state(node)
 
 
 def change(probe, transition: str, node: str = NODE) -> bool:
-    from lifecycle_msgs.msg import Transition
-    from lifecycle_msgs.srv import ChangeState
-    ids = {'configure': Transition.TRANSITION_CONFIGURE, 'activate': Transition.TRANSITION_ACTIVATE,
-           'deactivate': Transition.TRANSITION_DEACTIVATE, 'cleanup': Transition.TRANSITION_CLEANUP}
-    request = ChangeState.Request(transition=Transition(id=ids[transition]))
-    return _call(probe, ChangeState, f'/{node}/change_state', request, timeout=90.0).success
+    return probe.lifecycle_change(node, transition)
 
 
 def _start(ros_graph, **params):

@@ -26,6 +26,7 @@ from types import TracebackType
 import psutil
 
 from dynofa_ros.platform.emulation import CgroupCpuBandwidth, release_stale_groups
+from dynofa_ros.process_launch import stop_process_group
 
 MAX_WORKERS = 256
 MAX_DURATION_S = 24 * 3600.0
@@ -171,16 +172,7 @@ class CoRunner:
         """SIGINT (the co-runner removes its cgroup), then SIGKILL of the group; the exit code."""
         if self.process is None:
             return None
-        if self.running():
-            try:
-                os.killpg(self.process.pid, signal.SIGINT)
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-            except ProcessLookupError:
-                pass
-        return self.process.returncode
+        return stop_process_group(self.process, timeout)
 
     def __enter__(self) -> CoRunner:
         return self.start()
