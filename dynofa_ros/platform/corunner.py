@@ -168,8 +168,9 @@ class CoRunner:
         except psutil.Error:
             return 0.0
 
-    def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGINT (the co-runner removes its cgroup), then SIGKILL of the group; the exit code."""
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGINT (the co-runner removes its cgroup), then SIGKILL of the group; the exit code. The
+        timeout is generous: busy workers on a saturated machine can delay the parent's clean-up."""
         if self.process is None:
             return None
         return stop_process_group(self.process, timeout)
