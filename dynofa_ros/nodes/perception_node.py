@@ -404,11 +404,18 @@ class PerceptionNode(ManagedNode):
     def _unseen_before(self, info: dict) -> int:
         """Frames of this publisher overwritten in the reader (or lost) since its last one we took.
 
-        From the publication sequence numbers, where rclpy reports them (Kilted does; else 0)."""
+        From the publication sequence numbers, where rclpy reports them (Jazzy and Kilted do; else 0).
+        Kilted also names the publisher; without that (Jazzy) they are counted only while exactly one
+        publisher is matched, since several publishers' numbers interleave."""
         sequence, gid = info.get('publication_sequence_number'), info.get('publisher_gid')
-        if not sequence or not gid:
+        if not sequence:
             return 0
-        key = bytes(gid['data'] if isinstance(gid, dict) else gid)
+        if gid:
+            key = bytes(gid['data'] if isinstance(gid, dict) else gid)
+        elif matched_publishers(self, self.image_sub, self.image_topic) == 1:
+            key = b'the only publisher'
+        else:
+            return 0
         last = self.last_sequence.get(key, None)
         self.last_sequence.put(key, sequence)
         return sequence - last - 1 if last is not None and sequence > last else 0

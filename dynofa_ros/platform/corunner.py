@@ -60,6 +60,7 @@ def burn(duty: float, period_s: float, until: float) -> int:
 def _worker(duty: float, period_s: float, until: float) -> None:
     _die_with_parent()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     try:
         burn(duty, period_s, until)
     except KeyboardInterrupt:
@@ -199,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))   # exits 2
     _die_with_parent()
     signal.signal(signal.SIGTERM, _raise_interrupt)   # SIGTERM cleans up like SIGINT
+    # a parent that ignores SIGINT (a background job of a non-interactive shell) passes that on; stop() sends it
+    signal.signal(signal.SIGINT, _raise_interrupt)
     return run(a.workers, a.duty, a.period, a.duration, a.cap, a.cgroup_root)
 
 
