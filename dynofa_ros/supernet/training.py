@@ -63,6 +63,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="also print the largest/smallest test accuracy every N steps (0: per epoch only)")
     p.add_argument("--max-steps", type=int, help="stop (resumably) after this many steps in this process")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing state file")
+    p.add_argument("--init", help="start from this finished checkpoint's weights (a second schedule: a warm "
+                                  "restart); its training cost is added to the recorded cost")
     return p
 
 
@@ -119,17 +121,17 @@ def evaluate_ends(supernet: Supernet, calib: torch.Tensor, test_x: torch.Tensor,
 
 
 def _save_state(path: Path, opt: torch.optim.Optimizer, step: int, cpu_s: float, wall_s: float,
-                history: list[dict[str, Any]], args_seen: dict[str, Any]) -> None:
+                history: list[dict[str, Any]], args_seen: dict[str, Any], init: dict[str, Any] | None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"optimizer": opt.state_dict(), "step": step, "cpu_seconds": cpu_s, "wall_seconds": wall_s,
-                "history": history, "args": args_seen}, tmp)
+                "history": history, "args": args_seen, "init": init}, tmp)
     os.replace(tmp, path)
 
 
 def _run_args(args: argparse.Namespace) -> dict[str, Any]:
     """The arguments a resumed run must share with the run that wrote the state file."""
     return {k: getattr(args, k) for k in ("family", "preset", "epochs", "teacher_epochs", "batch_size",
-                                          "lr", "random", "seed", "train_images")}
+                                          "lr", "random", "seed", "train_images", "init")}
 
 
 def _setup(args: argparse.Namespace, out: Path) -> tuple[Supernet, torch.optim.Optimizer, dict[str, Any]]:
@@ -150,6 +152,12 @@ def _setup(args: argparse.Namespace, out: Path) -> tuple[Supernet, torch.optim.O
         opt.load_state_dict(saved["optimizer"])
         state = saved
         print(f"resumed from {sp} at step {state['step']}", flush=True)
+    elif args.init:
+        start, init_meta = load_supernet(args.init, args.family)
+        supernet.load_state_dict(start.state_dict())
+        state["init"] = {"path": str(args.init), "epochs": init_meta.get("epochs"),
+                         "cpu_seconds": init_meta.get("cpu_seconds", 0.0)}
+        print(f"starting from the weights of {args.init} ({init_meta.get('epochs')} epochs)", flush=True)
     supernet.train()
     return supernet, opt, state
 
@@ -194,11 +202,12 @@ def train(args: argparse.Namespace) -> dict:
         if (args.save_every and step % args.save_every == 0) or step == stop:
             save_supernet(supernet, out, {"partial": step < total, "steps_done": step, "steps": total})
             _save_state(state_path(out), opt, step, time.process_time() - cpu0, time.time() - wall0,
-                        history, _run_args(args))
+                        history, _run_args(args), state.get("init"))
     if step < total:
         print(f"stopped at step {step}/{total}; rerun the same command to resume", flush=True)
         return {"steps_done": step, "steps": total}
-    return _finish(args, supernet, out, total, history, time.process_time() - cpu0, time.time() - wall0)
+    return _finish(args, supernet, out, total, history, time.process_time() - cpu0, time.time() - wall0,
+                   state.get("init"))
 
 
 def _epoch_line(supernet: Supernet, calib: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
@@ -213,7 +222,7 @@ def _epoch_line(supernet: Supernet, calib: torch.Tensor, test_x: torch.Tensor, t
 
 
 def _finish(args: argparse.Namespace, supernet: Supernet, out: Path, total: int,
-            history: list[dict[str, Any]], cpu_s: float, wall_s: float) -> dict:
+            history: list[dict[str, Any]], cpu_s: float, wall_s: float, init: dict[str, Any] | None) -> dict:
     supernet.eval()
     last = history[-1]
     meta = {"dataset": "fashion-mnist", "preset": args.preset, "epochs": args.epochs,
@@ -224,6 +233,9 @@ def _finish(args: argparse.Namespace, supernet: Supernet, out: Path, total: int,
             "largest": {"id": supernet.largest().encode(), "test_accuracy": last["largest"]},
             "smallest": {"id": supernet.smallest().encode(), "test_accuracy": last["smallest"]},
             "history": history}
+    if init:  # a warm restart: the recorded cost covers both schedules
+        meta["init"] = init
+        meta["total_cpu_seconds"] = round(cpu_s + float(init["cpu_seconds"] or 0.0), 1)
     supernet.set_active(supernet.largest())
     save_supernet(supernet, out, meta)
     print(json.dumps({k: v for k, v in meta.items() if k != "history"}, indent=1))
