@@ -83,7 +83,7 @@ def table_points(table_path: str | Path) -> tuple[nn.Module, list[tuple[str, dic
     table = load_table(table_path)
     sn, _ = load_supernet(resolve_checkpoint(table_path, table), family=table.supernet.family)
     points = []
-    for p in table.points:
+    for p in (q for q in table.points if q.graph_variant == "eager"):
         bn_path = resolve_bn_stats(table_path, p)
         points.append((p.id, load_bn_stats(bn_path, p.id) if bn_path is not None else None))
     return sn.eval(), points

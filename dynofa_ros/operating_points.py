@@ -19,7 +19,7 @@ import yaml
 
 SCHEMA_VERSION = 1
 FAMILIES = ("ofa_mbv3", "elastic_vit")
-GRAPH_VARIANTS = ("eager", "fused", "compiled", "int8")
+GRAPH_VARIANTS = ("eager", "fused", "compiled", "frozen", "int8")
 # <processor>[@<qualifier>]*, e.g. cpu, cuda, cpu@2t, cuda@mode15W, cpu@4t@1.5GHz
 DEVICE_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*(@[A-Za-z0-9_.:-]+)*$")
 
@@ -50,6 +50,7 @@ class SupernetInfo:
     labels: tuple[str, ...] | None = None
     labels_file: str | None = None   # one class name per line; resolved like `checkpoint`, read at load
     crop: float = 1.0                # centre-crop share of the shorter side before resizing (ImageNet: 0.875)
+    calibration_images: str | None = None  # uint8 [N, C, H, W] tensor file for int8 calibration, resolved like `checkpoint`
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class OperatingPointTable:
 
 _TOP_KEYS = {"version", "supernet", "devices", "points"}
 _SUPERNET_REQUIRED = {"family", "checkpoint", "num_classes", "normalization", "in_channels"}
-_SUPERNET_KEYS = _SUPERNET_REQUIRED | {"labels", "labels_file", "crop"}
+_SUPERNET_KEYS = _SUPERNET_REQUIRED | {"labels", "labels_file", "crop", "calibration_images"}
 MAX_LABEL_CHARS = 200
 _POINT_KEYS = {"id", "architecture", "graph_variant", "bn_stats", "resolution", "accuracy", "mflops",
                "params_m", "memory_mb", "latency_ms"}
@@ -191,7 +192,9 @@ def _parse_supernet(obj: Any) -> SupernetInfo:
                         normalization=Normalization(_float_list(norm["mean"], "supernet.normalization.mean",
                                                                 in_ch), std),
                         in_channels=in_ch, labels=labels, crop=crop,
-                        labels_file=_string(s["labels_file"], "supernet.labels_file") if s.get("labels_file") else None)
+                        labels_file=_string(s["labels_file"], "supernet.labels_file") if s.get("labels_file") else None,
+                        calibration_images=_string(s["calibration_images"], "supernet.calibration_images")
+                        if s.get("calibration_images") is not None else None)
 
 
 def _parse_point(obj: Any, i: int, devices: tuple[str, ...]) -> OperatingPoint:
@@ -280,6 +283,8 @@ def table_to_dict(table: OperatingPointTable) -> dict:
         sup["crop"] = s.crop
     sup["normalization"] = {"mean": list(s.normalization.mean), "std": list(s.normalization.std)}
     sup["in_channels"] = s.in_channels
+    if s.calibration_images is not None:
+        sup["calibration_images"] = s.calibration_images
     return {
         "version": table.version, "supernet": sup, "devices": list(table.devices),
         "points": [{"id": p.id, "architecture": p.architecture, "graph_variant": p.graph_variant,
@@ -386,6 +391,12 @@ def resolve_package_path(table_path: str | os.PathLike, path: str) -> Path:
 def resolve_checkpoint(table_path: str | os.PathLike, table: OperatingPointTable) -> Path:
     """The table's supernet checkpoint (see `resolve_package_path`)."""
     return resolve_package_path(table_path, table.supernet.checkpoint)
+
+
+def resolve_calibration_images(table_path: str | os.PathLike, table: OperatingPointTable) -> Path | None:
+    """The table's int8 calibration images, or None when it names none (see `resolve_package_path`)."""
+    name = table.supernet.calibration_images
+    return None if name is None else resolve_package_path(table_path, name)
 
 
 DEFAULT_TABLE = "fmnist_ofa_mbv3.yaml"

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from dynofa_ros.engine.bn_stats import bn_state, load_bn_state, load_bn_stats, recalibrate_bn, save_bn_stats
 from dynofa_ros.engine.pool import SubnetPool
+from dynofa_ros.engine.shared import shared_storage_ptrs
 from dynofa_ros.supernet.elastic_vit import ElasticViTSupernet, fmnist_vit_config
 from dynofa_ros.supernet.ofa_mbv3 import OFAMobileNetV3Supernet, fmnist_mbv3_config
 
@@ -78,18 +79,73 @@ def test_unknown_id_and_switch_semantics(mbv3):
     assert key == ids[0] and out.shape == (1, 10)
 
 
-def test_memory_budget_materialises_on_demand(mbv3):
-    ids = _ids(mbv3, 4, 2)
-    sizes = {i: sum(p.numel() * 4 for p in mbv3.extract(i).state_dict().values()) for i in ids}
-    budget_mb = (sizes[ids[0]] + sizes[ids[2]]) / 2**20 * 1.05
-    pool = SubnetPool(mbv3, [(i, "eager", None) for i in ids], device="cpu", memory_budget_mb=budget_mb)
-    assert ids[0] in pool.materialised_ids() and ids[1] not in pool.materialised_ids()
-    pool.switch(ids[1])  # largest: materialised on demand, others evicted to respect the budget
-    assert pool.active_subnet_id() == ids[1] and ids[1] in pool.materialised_ids()
+def _storages(module):
+    return {t.untyped_storage().data_ptr() for t in list(module.parameters())}
+
+
+def test_shared_forms_use_the_supernets_storage_and_budget_applies_to_private_forms(mbv3):
+    ids = _ids(mbv3, 3, 2)
+    fused = [i + "@fused" for i in ids]
+    one = sum(t.numel() * t.element_size() for t in mbv3.extract(ids[1]).state_dict().values())
+    pool = SubnetPool(mbv3, [(i, "eager", None) for i in ids] + [(f, "fused", None) for f in fused],
+                      device="cpu", memory_budget_mb=one / 2**20 * 1.05)
+    assert pool.wait_ready(60)
+    supernet = _storages(mbv3) | shared_storage_ptrs(pool.shared)
+    for i in ids:  # every shared form is resident and owns no weight of its own
+        assert i in pool.materialised_ids() and _storages(pool.module(i)) <= supernet
     report = pool.memory_report()
-    assert report[ids[1]]["weight_bytes"] > report[ids[0]]["weight_bytes"] > 0
-    used = sum(r["weight_bytes"] for r in report.values() if r["materialised"])
-    assert used <= budget_mb * 2**20 or pool.materialised_ids() == [ids[1]]
+    private = sum(r["weight_bytes"] for k, r in report.items() if not r["shared"] and r["materialised"])
+    assert 0 < private <= one * 1.05  # the budget holds the private copies only
+    pool.switch(fused[1])
+    assert pool.wait_ready(60) and pool.active_subnet_id() == fused[1]
+    assert not _storages(pool.module(fused[1])) & supernet  # a folded variant holds its own copy
+
+
+def test_switch_never_builds_under_the_lock_and_the_shared_form_serves_meanwhile(mbv3, monkeypatch):
+    import dynofa_ros.engine.pool as pool_module
+
+    spec_id = _ids(mbv3, 3, 6)[2]
+    pool = SubnetPool(mbv3, [(spec_id, "eager", None), (spec_id + "@fused", "fused", None)], device="cpu",
+                      memory_budget_mb=0.0)  # nothing private at start-up
+    assert pool.wait_ready(60) and pool.memory_report()[spec_id + "@fused"]["materialised"] is False
+    real, seen = pool_module.make_variant, {}
+    release = threading.Event()
+
+    def slow_variant(module, variant, **kw):
+        seen["lock_held"] = pool._lock.locked()
+        seen["thread"] = threading.current_thread().name
+        release.wait(10)
+        return real(module, variant, **kw)
+
+    monkeypatch.setattr(pool_module, "make_variant", slow_variant)
+    r = pool.input_resolution(spec_id)
+    x = torch.randn(1, 1, r, r)
+    t0 = time.perf_counter()
+    pool.switch(spec_id + "@fused")
+    assert time.perf_counter() - t0 < 0.05  # the switch returned at once
+    _, key = pool.infer(x)
+    assert key == spec_id and pool.requested_subnet_id() == spec_id + "@fused"  # shared form serves
+    release.set()
+    assert pool.wait_ready(60)
+    _, key = pool.infer(x)
+    assert key == spec_id + "@fused"
+    assert seen == {"lock_held": False, "thread": seen["thread"]} and seen["thread"].startswith("subnet-pool")
+    pool.close()
+
+
+def test_set_materialised_builds_and_drops_private_forms(mbv3):
+    ids = _ids(mbv3, 3, 7)
+    fused = [i + "@fused" for i in ids]
+    pool = SubnetPool(mbv3, [(i, "eager", None) for i in ids] + [(f, "fused", None) for f in fused],
+                      device="cpu", memory_budget_mb=0.0)
+    assert pool.wait_ready(60)
+    resident = lambda: {k for k, r in pool.memory_report().items() if r["materialised"] and not r["shared"]}
+    assert resident() == set()
+    assert pool.set_materialised([fused[0], fused[2], ids[1], "nonsense"]) == ["nonsense"]
+    assert pool.wait_ready(60) and resident() == {fused[0], fused[2]}
+    pool.set_materialised([fused[1]])
+    assert pool.wait_ready(60) and resident() == {fused[1]}
+    assert set(ids) <= set(pool.materialised_ids())  # shared forms are never dropped
 
 
 def test_restored_bn_stats_equal_fresh_recalibration(tmp_path, mbv3):
@@ -105,8 +161,8 @@ def test_restored_bn_stats_equal_fresh_recalibration(tmp_path, mbv3):
         load_bn_state(restored, load_bn_stats(tmp_path / "bn.pt", spec.encode()))
         assert torch.equal(restored(x), fresh(x))
     pool = SubnetPool(mbv3, [(spec.encode(), "eager", load_bn_stats(tmp_path / "bn.pt"))], device="cpu")
-    out, _ = pool.infer(x)
-    assert torch.equal(out, fresh(x))
+    out, _ = pool.infer(x)  # the shared form: same weights, 1x1 convs as strided matmuls
+    torch.testing.assert_close(out, fresh(x), rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="not 'other'"):
         load_bn_stats(tmp_path / "bn.pt", "other")
 
@@ -119,6 +175,7 @@ def test_fused_variant_matches_eager(mbv3):
     pool.switch(spec_id)
     a, _ = pool.infer(x)
     pool.switch(spec_id + "@fused")
+    assert pool.wait_ready(60)  # the private form builds in the background
     b, key = pool.infer(x)
     assert key == spec_id + "@fused"
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

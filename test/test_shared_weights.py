@@ -49,7 +49,7 @@ def mbv3_table():
     sn.eval()
     shared = SharedWeights(sn)
     points = []
-    for p in table.points:
+    for p in (q for q in table.points if q.graph_variant == "eager"):
         bn = load_bn_stats(resolve_bn_stats(MBV3_TABLE, p), p.id)
         points.append((p.id, bn, shared.module(p.id, bn)))
     return sn, shared, points

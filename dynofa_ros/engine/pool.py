@@ -1,34 +1,48 @@
-"""SubnetPool: switch between materialised sub-networks between two frames (the SwitchableModel).
+"""SubnetPool: switch between a supernet's kept operating points between two frames (the SwitchableModel).
 
-Each kept sub-network is extracted once from the supernet into a standalone module, given its stored
-per-sub-network BN statistics and (optionally) a graph variant.  The active sub-network is one immutable
-slot object held in a single attribute: :meth:`infer` reads that reference once and runs to completion
-on it, :meth:`switch` prepares the new slot first and then replaces the reference under a lock.  So an
-inference in flight finishes on the module it started with, the next one uses the new module, and every
-output comes wholly from one sub-network.  Switching to a materialised sub-network is one reference
-assignment; a non-materialised one is extracted on demand (tens of ms) before the swap, never during
-an inference.
+Every kept sub-network has a *shared form* that is always resident: a module whose weights are views of
+the supernet's own storage (:mod:`.shared`) plus that point's BN statistics, so a switch never needs a
+reload and K points cost little more than the supernet.  Graph variants that change weights (``fused``,
+``frozen``, ``int8``) or compile (``compiled``) are *private forms*: built from the shared form into their
+own copy, and those copies are what the memory knob trades.
 
-A memory budget (bytes of weights and buffers) decides how many stay materialised: the rest are
-extracted on demand and the least recently used non-active modules are dropped to stay in budget.
+The active form is one immutable slot held in a single attribute: :meth:`infer` reads that reference once
+and runs to completion on it, :meth:`switch` replaces the reference under a short lock.  A private form
+is never built in that lock nor on the caller's thread: :meth:`switch` to a form that is not ready makes
+the point's shared form serve at once and queues the build on the pool's background thread, which swaps
+the finished form in if it is still the one wanted.  So an inference in flight finishes on the module it
+started with, and every output comes wholly from one form, which :meth:`infer` names.
+
+Which private forms stay resident is set by :meth:`set_materialised` (the manager's decision) or, when
+nobody sets it, by ``memory_budget_mb``: private forms are built at start-up in priority order while they
+fit, and the least recently used non-active ones are dropped when over budget.  Without a budget none is
+built before a switch or a decision asks for it.  Shared forms are never dropped.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import psutil
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..supernet.base import SubnetSpec, Supernet
-from .bn_stats import load_bn_state, load_bn_stats
-from .graph_variants import make_variant
+from .bn_stats import load_bn_stats
+from .graph_variants import FX_TRACE_LOCK, FrozenGraph, make_variant, weight_bytes
+from .shared import SharedWeights, private_bytes
 from .timing import resolve_device
+
+_log = logging.getLogger(__name__)
+
+# resolution -> a few calibration batches at that resolution (static int8 quantisation needs them)
+CalibrationSource = Callable[[int], list[torch.Tensor]]
+CALIBRATION_BATCH = 256  # the offline step's batch size: histogram observers depend on the split
 
 
 def point_key(subnet_id: str, graph_variant: str = "eager") -> str:
@@ -70,50 +84,63 @@ class PoolEntry:
     graph_variant: str
     bn_state: dict[str, torch.Tensor] | None
     slot: _Slot | None = None
-    weight_bytes: int = 0
-    rss_delta_bytes: int | None = None
+    weight_bytes: int = 0            # private bytes: BN statistics for a shared form, the copy for a variant
     materialise_ms: float | None = None
+    error: str | None = None         # why the last build of this private form failed
     stats: dict = field(default_factory=dict)
+
+    @property
+    def shared(self) -> bool:
+        return self.graph_variant == "eager"
 
 
 class SubnetPool:
-    """The engine's :class:`SwitchableModel` over one supernet's kept sub-networks."""
+    """The engine's :class:`SwitchableModel` over one supernet's kept operating points."""
 
     def __init__(self, supernet: Supernet, points: list[tuple[str, str, dict[str, torch.Tensor] | None]],
                  device: str | torch.device = "auto", memory_budget_mb: float | None = None,
-                 initial: str | None = None, warmup: bool = True) -> None:
+                 initial: str | None = None, warmup: bool = True,
+                 calibration: CalibrationSource | None = None) -> None:
         """``points``: (point id, graph variant, BN state or None) in priority order.
 
-        The point id is the pool key (an operating-point table's ``id``); it is the sub-network id,
-        optionally with an ``@variant`` suffix to tell variants of one sub-network apart.
+        The point id is the pool key (an operating-point table's ``id``): the sub-network id, with an
+        ``@variant`` suffix for a graph variant.  ``calibration`` feeds ``int8`` builds.
         """
         if not points:
             raise ValueError("SubnetPool needs at least one sub-network")
         self.device = resolve_device(device)
-        self.supernet = supernet.eval()
+        self.supernet = supernet.eval().to(self.device)  # shared forms are views of it, on this device
         self.memory_budget = None if memory_budget_mb is None else int(memory_budget_mb * 2**20)
-        self._warmup = warmup
-        self._lock = threading.Lock()            # serialises switches and materialisation
-        self._supernet_lock = threading.Lock()   # extraction temporarily re-activates the supernet
-        self._entries: OrderedDict[str, PoolEntry] = OrderedDict()
+        self._warmup, self._calibration = warmup, calibration
+        self._lock = threading.Lock()  # guards the slot references and the bookkeeping, never a build
+        self._entries: dict[str, PoolEntry] = {}
         for key, variant, bn in points:
-            spec = supernet.decode(split_point_key(key)[0])
             if key in self._entries:
                 raise ValueError(f"duplicate sub-network {key!r} in the pool")
-            self._entries[key] = PoolEntry(key, spec, variant, bn)
+            self._entries[key] = PoolEntry(key, supernet.decode(split_point_key(key)[0]), variant, bn)
+        self.shared = SharedWeights(self.supernet)
+        self._shared_slots = self._build_shared_slots()
         self._lru: list[str] = []
+        self._wanted: set[str] | None = None  # private forms the manager wants resident (None: budget rule)
+        self._pending: dict[str, Future] = {}
+        self._builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="subnet-pool")
         first = self._resolve(initial) if initial is not None else next(iter(self._entries))
-        self._active = self._materialise(self._entries[first])
-        for key, entry in self._entries.items():
-            if entry.slot is None and self._fits(entry):
-                self._materialise(entry)
+        self._requested, self._active = first, self._entries[first].slot or self._shared_slot(first)
+        if not self._entries[first].shared:
+            self._build(self._entries[first])  # start-up (configure) may block; later switches never do
+        self._queue_private(self._budget_order())
 
     # --- SwitchableModel ----------------------------------------------------------------------
     def subnet_ids(self) -> list[str]:
         return list(self._entries)
 
     def active_subnet_id(self) -> str:
+        """The form serving now (a requested private form's shared form while it is being built)."""
         return self._active.key
+
+    def requested_subnet_id(self) -> str:
+        """The point last asked for by :meth:`switch`."""
+        return self._requested
 
     def input_resolution(self, subnet_id: str | None = None) -> int:
         if subnet_id is None:
@@ -121,17 +148,20 @@ class SubnetPool:
         return self._entries[self._resolve(subnet_id)].spec.resolution
 
     def switch(self, subnet_id: str) -> None:
-        """Make ``subnet_id`` active for the next :meth:`infer`; in-flight inferences are unaffected."""
+        """Make ``subnet_id`` serve the next :meth:`infer` if resident, else its shared form until its
+        private form is built in the background; never blocks on a build."""
         key = self._resolve(subnet_id)
         with self._lock:
             entry = self._entries[key]
-            slot = entry.slot if entry.slot is not None else self._materialise(entry)
-            self._active = slot  # the switch: one reference assignment
+            self._requested = key
+            self._active = entry.slot or self._shared_slot(key)  # the switch: one reference assignment
             self._touch(key)
-            self._evict_over_budget()
+            missing = entry.slot is None
+        if missing:
+            self._queue_private([key])
 
     def infer(self, batch: torch.Tensor) -> tuple[torch.Tensor, str]:
-        """Logits (on the pool's device) and the id of the sub-network that produced all of them."""
+        """Logits (on the pool's device) and the key of the form that produced all of them."""
         slot = self._active  # read once: the whole batch runs on this module
         with torch.inference_mode():
             x = batch.to(self.device, non_blocking=True)
@@ -140,86 +170,185 @@ class SubnetPool:
                 # resize rather than fail, so no frame is lost
                 x = F.interpolate(x, size=(slot.resolution, slot.resolution), mode="bilinear",
                                   align_corners=False, antialias=x.shape[-1] > slot.resolution)
-            out = slot.module(x)
+            with FX_TRACE_LOCK:  # a background build's fx trace would break this call (graph_variants)
+                out = slot.module(x)
         return out, slot.key
+
+    # --- the memory knob ------------------------------------------------------------------------
+    def set_materialised(self, keys: Iterable[str]) -> list[str]:
+        """Keep exactly these private forms resident (shared forms always are); builds the missing ones
+        in the background and drops the others (the active one last of all).  Returns unknown keys."""
+        keys = list(keys)
+        unknown = [k for k in keys if k not in self._entries]
+        wanted = {k for k in keys if k in self._entries and not self._entries[k].shared}
+        with self._lock:
+            self._wanted = wanted
+            for key, entry in self._entries.items():
+                if not entry.shared and key not in wanted and entry.slot is not None \
+                        and entry.slot is not self._active and key != self._requested:
+                    self._drop(entry)
+        self._queue_private([k for k in keys if k in wanted])
+        return unknown
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until no build is queued or running (tests, benchmarks, start-up); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = list(self._pending.values())
+            if not pending:
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            try:
+                pending[0].result(timeout=left)
+            except Exception:  # noqa: BLE001 - the build logged and recorded its own error
+                pass
+
+    def close(self) -> None:
+        """Stop the background builder (queued builds are cancelled)."""
+        self._builder.shutdown(wait=False, cancel_futures=True)
 
     # --- pool management ----------------------------------------------------------------------
     def materialised_ids(self) -> list[str]:
-        return [k for k, e in self._entries.items() if e.slot is not None]
+        return [k for k, e in self._entries.items() if e.slot is not None or e.shared]
 
     def entry(self, subnet_id: str) -> PoolEntry:
         return self._entries[self._resolve(subnet_id)]
 
     def module(self, subnet_id: str) -> nn.Module:
-        """The materialised module of ``subnet_id`` (materialising it if needed)."""
-        key = self._resolve(subnet_id)
-        with self._lock:
-            entry = self._entries[key]
-            return (entry.slot or self._materialise(entry)).module
+        """The module of ``subnet_id``'s own form, built now if needed (tests and benchmarks only)."""
+        entry = self._entries[self._resolve(subnet_id)]
+        if entry.shared:
+            return self._shared_slot(entry.key).module
+        return (entry.slot or self._build(entry)).module
 
     def memory_report(self) -> dict[str, dict]:
-        """Per sub-network: weights+buffers bytes (exact) and process RSS growth at materialisation
-        (approximate: allocator reuse makes it noisy, reported as measured)."""
-        return {k: {"materialised": e.slot is not None, "weight_bytes": e.weight_bytes,
-                    "rss_delta_bytes": e.rss_delta_bytes, "materialise_ms": e.materialise_ms}
+        """Per point: resident or not, shared or private form, its private bytes, and its build time."""
+        return {k: {"materialised": e.shared or e.slot is not None, "shared": e.shared,
+                    "weight_bytes": e.weight_bytes, "materialise_ms": e.materialise_ms, "error": e.error}
                 for k, e in self._entries.items()}
+
+    def resident_bytes(self) -> int:
+        """Supernet weights + derived shared tensors + every resident form's private bytes."""
+        return (module_bytes(self.supernet) + self.shared.derived_bytes()
+                + sum(e.weight_bytes for e in self._entries.values() if e.shared or e.slot is not None))
 
     def _resolve(self, subnet_id: str) -> str:
         if subnet_id in self._entries:
             return subnet_id
         raise KeyError(f"unknown sub-network {subnet_id!r}; this pool has {list(self._entries)}")
 
-    def _fits(self, entry: PoolEntry) -> bool:
-        if self.memory_budget is None:
-            return True
-        used = sum(e.weight_bytes for e in self._entries.values() if e.slot is not None)
-        need = module_bytes(self.supernet.extract(entry.spec)) if entry.weight_bytes == 0 else entry.weight_bytes
-        entry.weight_bytes = need
-        return used + need <= self.memory_budget
+    def _build_shared_slots(self) -> dict[str, _Slot]:
+        """One shared-weight module per distinct sub-network, with the BN statistics of its first point."""
+        slots: dict[str, _Slot] = {}
+        for entry in self._entries.values():
+            subnet_id = split_point_key(entry.key)[0]
+            if subnet_id not in slots:
+                module = self.shared.module(entry.spec, entry.bn_state)
+                slots[subnet_id] = _Slot(subnet_id, module, entry.spec.resolution)
+                self._warm(module, entry.spec.resolution)
+            if entry.shared:
+                entry.slot, entry.materialise_ms = slots[subnet_id], 0.0
+                entry.weight_bytes = private_bytes(slots[subnet_id].module, self.shared)
+        return slots
 
-    def _materialise(self, entry: PoolEntry) -> _Slot:
-        """Extract, restore BN statistics, build the graph variant, warm up; then publish the slot."""
-        proc = psutil.Process(os.getpid())
-        rss0 = proc.memory_info().rss
+    def _shared_slot(self, key: str) -> _Slot:
+        return self._shared_slots[split_point_key(key)[0]]
+
+    def _budget_order(self) -> list[str]:
+        """Private forms to build at start-up: with a budget, in priority order while it lasts; without
+        one, none (they are built when a switch or :meth:`set_materialised` asks for them)."""
+        private = [k for k, e in self._entries.items() if not e.shared and e.slot is None]
+        if self.memory_budget is None:
+            return []
+        used = sum(e.weight_bytes for e in self._entries.values() if e.slot is not None)
+        room = self.memory_budget - used
+        chosen = []
+        for key in private:  # sizes are unknown before a build: estimate by the shared form's weights
+            estimate = module_bytes(self._shared_slot(key).module)
+            if estimate <= room:
+                chosen.append(key)
+                room -= estimate
+        return chosen
+
+    def _queue_private(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                entry = self._entries[key]
+                if entry.shared or entry.slot is not None or key in self._pending:
+                    continue
+                self._pending[key] = self._builder.submit(self._build_in_background, key)
+
+    def _build_in_background(self, key: str) -> None:
+        entry = self._entries[key]
+        try:
+            self._build(entry)
+        except Exception as exc:  # noqa: BLE001 - the shared form keeps serving; the reason is reported
+            entry.error = f"{type(exc).__name__}: {exc}"
+            _log.warning("building %s failed (its shared form serves instead): %s", key, entry.error)
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
+
+    def _build(self, entry: PoolEntry) -> _Slot:
+        """Build a private form from the shared form (outside the lock), then publish it under the lock."""
         t0 = time.perf_counter()
-        with self._supernet_lock:
-            module = self.supernet.extract(entry.spec)
-        if entry.bn_state is not None:
-            load_bn_state(module, entry.bn_state)
-        module = make_variant(module.to(self.device), entry.graph_variant)
-        if self._warmup:
-            x = torch.zeros(1, self.supernet.in_channels, entry.spec.resolution, entry.spec.resolution,
-                            device=self.device)
-            with torch.inference_mode():
-                module(x)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-        entry.materialise_ms = (time.perf_counter() - t0) * 1e3
-        entry.rss_delta_bytes = proc.memory_info().rss - rss0
-        entry.weight_bytes = module_bytes(module)
-        entry.slot = _Slot(entry.key, module, entry.spec.resolution)
-        self._touch(entry.key)
-        return entry.slot
+        resolution = entry.spec.resolution
+        # compiled wraps the shared form; the others fold or trace, so they start from a private copy
+        base = (self.shared.module if entry.graph_variant == "compiled" else self.shared.private_copy)(
+            entry.spec, entry.bn_state)
+        calibration = self._calibration(resolution) if entry.graph_variant == "int8" and self._calibration else None
+        module = make_variant(base, entry.graph_variant, example=self._example(resolution), calibration=calibration)
+        self._warm(module, resolution)
+        slot = _Slot(entry.key, module, resolution)
+        with self._lock:
+            entry.slot, entry.error = slot, None
+            entry.materialise_ms = (time.perf_counter() - t0) * 1e3
+            entry.weight_bytes = weight_bytes(module) if isinstance(module, FrozenGraph) else \
+                private_bytes(module, self.shared)  # a frozen graph's weights are constants, not parameters
+            if self._requested == entry.key:
+                self._active = slot
+            self._touch(entry.key)
+            self._evict_over_budget()
+        return slot
+
+    def _example(self, resolution: int) -> torch.Tensor:
+        return torch.zeros(1, self.supernet.in_channels, resolution, resolution, device=self.device)
+
+    def _warm(self, module: nn.Module, resolution: int) -> None:
+        if not self._warmup:
+            return
+        with torch.inference_mode():
+            module(self._example(resolution))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def _touch(self, key: str) -> None:
         if key in self._lru:
             self._lru.remove(key)
         self._lru.append(key)
 
-    def _evict_over_budget(self) -> None:
-        """Drop least recently used non-active modules until the materialised set fits the budget.
+    def _drop(self, entry: PoolEntry) -> None:
+        """Forget a private form (an inference still running on it keeps its own reference)."""
+        entry.slot = None
+        if entry.key in self._lru:
+            self._lru.remove(entry.key)
 
-        An inference still running on a dropped module keeps its own reference, so it completes.
-        """
-        if self.memory_budget is None:
+    def _evict_over_budget(self) -> None:
+        """Under the lock: drop least recently used private forms that are neither active nor requested,
+        and none the manager wants, until the private forms fit the budget."""
+        if self.memory_budget is None or self._wanted is not None:
             return
         for key in list(self._lru):
-            used = sum(e.weight_bytes for e in self._entries.values() if e.slot is not None)
+            used = sum(e.weight_bytes for e in self._entries.values() if not e.shared and e.slot is not None)
             if used <= self.memory_budget:
                 return
-            if key != self._active.key:
-                self._entries[key].slot = None
-                self._lru.remove(key)
+            entry = self._entries[key]
+            if not entry.shared and entry.slot is not None and entry.slot is not self._active \
+                    and key != self._requested:
+                self._drop(entry)
 
     # --- construction from an operating-point table -------------------------------------------
     @classmethod
@@ -227,14 +356,12 @@ class SubnetPool:
                    memory_budget_mb: float | None = None, initial: str | None = None,
                    variants: tuple[str, ...] | None = None, warmup: bool = True,
                    checkpoint: str | os.PathLike | None = None) -> "SubnetPool":
-        """Pool over a table's points (checkpoint and BN files resolved as the table schema says).
+        """Pool over a table's points (checkpoint, BN and calibration files resolved as the schema says).
 
         ``checkpoint`` replaces the table's supernet checkpoint (e.g. the same supernet fine-tuned, or the
         user's official OFA ImageNet file for an ImageNet table); it must match the table's family and
-        sub-network ids.
-
-        ``variants`` restricts which graph variants are materialised (e.g. skip ``compiled`` on a
-        machine without a compiler); points whose id carries ``@variant`` use the base id's spec.
+        sub-network ids.  ``variants`` restricts which graph variants are kept (e.g. skip ``compiled`` on
+        a machine without a compiler).
         """
         from ..operating_points import load_table, resolve_bn_stats, resolve_checkpoint
         from ..supernet.checkpoint import load_table_supernet
@@ -249,4 +376,29 @@ class SubnetPool:
             bn = load_bn_stats(bn_path, split_point_key(p.id)[0]) if bn_path is not None else None
             points.append((p.id, p.graph_variant, bn))
         return cls(supernet, points, device=device, memory_budget_mb=memory_budget_mb, initial=initial,
-                   warmup=warmup)
+                   warmup=warmup, calibration=table_calibration(table_path, table))
+
+
+def table_calibration(table_path: str | os.PathLike, table) -> CalibrationSource | None:
+    """Calibration batches from the table's ``calibration_images`` file (uint8 [N, C, H, W]), normalised
+    as the table says and resized per resolution; None when the table names no such file."""
+    from ..operating_points import resolve_calibration_images
+
+    path = resolve_calibration_images(table_path, table)
+    if path is None:
+        return None
+    images = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4 \
+            or images.shape[1] != table.supernet.in_channels:
+        raise ValueError(f"{path}: expected a uint8 tensor [N, {table.supernet.in_channels}, H, W]")
+    norm = table.supernet.normalization
+    mean = torch.tensor(norm.mean).view(1, -1, 1, 1)
+    std = torch.tensor(norm.std).view(1, -1, 1, 1)
+
+    def batches(resolution: int) -> list[torch.Tensor]:
+        x = (images.float() / 255.0 - mean) / std
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                          antialias=resolution < x.shape[-1])
+        return list(x.split(CALIBRATION_BATCH))
+
+    return batches

@@ -53,6 +53,7 @@ from dynofa_ros.text import clip
 WARN_PERIOD_S = 5.0  # each kind of problem is logged at most this often
 MAX_NAMES = 64  # foreign workloads and problem kinds remembered (LRU)
 MAX_ID_CHARS = 256  # longer sub-network ids are rejected without a table lookup
+MAX_MATERIALISED = 64  # resident point ids read from one decision
 REASON_CHARS = 120  # what a log line quotes of a decision's reason
 MAX_TOP_K = 1000
 WATCHDOG_PERIOD_S = 1.0
@@ -83,7 +84,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                   '(0.5..3600); no input for this long is a WARN.'),
     'no_publisher_warn_s': (5.0, 'Warn when the image subscription matches no publisher for this many '
                                  'seconds (0..3600; 0: never).'),
-    'memory_budget_mb': (0.0, 'Memory for materialised sub-networks, >= 0 (0: all).'),
+    'memory_budget_mb': (0.0, 'MiB of private forms (fused, frozen, int8, compiled copies) built at start-up and kept '
+                               'while no decision names the resident set; shared forms are always resident. >= 0 '
+                               '(0: none built until a decision or switch asks, none dropped).'),
     'max_pixels': (DEFAULT_MAX_PIXELS, 'Largest frame (width*height, > 0) decoded; larger ones are rejected '
                                        'from their fields or header, before decoding.'),
 }
@@ -310,6 +313,8 @@ class PerceptionNode(ManagedNode):
             destroy, entity = self._entities.pop()
             destroy(entity)
         freed = self.model is not None
+        if freed:
+            self.model.close()  # stop background builds before the model goes
         device = self.settings['device']
         self.table = self.model = self.classifier = None
         if freed:
@@ -466,7 +471,8 @@ class PerceptionNode(ManagedNode):
                 self.get_logger().info(f"manual mode: ignoring the decision {clip(msg.subnet_id)} (and later "
                                        f"ones) while subnet_id is set; set subnet_id to '' to follow decisions")
             return
-        if msg.subnet_id == self.model.active_subnet_id():
+        self._apply_materialised(msg.materialised)
+        if msg.subnet_id == self.model.requested_subnet_id():
             return
         try:
             if len(msg.subnet_id) > MAX_ID_CHARS:
@@ -474,6 +480,17 @@ class PerceptionNode(ManagedNode):
             self._switch(msg.subnet_id, msg.reason)
         except KeyError as exc:
             self._reject('commands_rejected', f'decision rejected: {clip(exc, 200)}', 'decision')
+
+    def _apply_materialised(self, ids: list[str]) -> None:
+        """The manager's memory decision: which private forms stay resident (empty: our own budget)."""
+        if not ids:
+            return
+        wanted = [i for i in ids[:MAX_MATERIALISED] if len(i) <= MAX_ID_CHARS]
+        unknown = self.model.set_materialised(wanted)
+        if unknown or len(wanted) < len(ids):
+            self._reject('commands_rejected', f'decision names {len(ids) - len(wanted) + len(unknown)} resident '
+                         f'point(s) not in the table or over the limits, e.g. {clip(unknown[:1] or ids[-1:])}',
+                         'materialised')
 
     def _note_foreign(self, workload: str) -> None:
         """Log each other workload once, remembering at most MAX_NAMES of them."""
@@ -582,7 +599,9 @@ class PerceptionNode(ManagedNode):
                      for k, v in counts.items()},
                   'diagnostics_window_s': f'{self.events.window_s:g}',
                   **{f'window_{k}': str(window.get(k, 0)) for k in ('rejected', 'commands_rejected', 'errors')},
-                  'last_problem': self.last_problem}
+                  'last_problem': self.last_problem, 'requested_subnet_id': self.model.requested_subnet_id(),
+                  'resident_private_forms': clip(','.join(self._resident_private()), 2000),
+                  'resident_mb': f'{status.memory_mb:.2f}'}
         diag = DiagnosticArray(status=[DiagnosticStatus(
             level=level, name=f'dynofa_ros: perception {self.workload}', message=message,
             hardware_id=self.get_fully_qualified_name(),
@@ -608,9 +627,13 @@ class PerceptionNode(ManagedNode):
                 f'QoS (qos_reliability:={self.settings["qos_reliability"]}; a reliable subscription does not '
                 f'match a best-effort camera)')
 
+    def _resident_private(self) -> list[str]:
+        """Point ids whose private forms (frozen, int8, ...) are resident now."""
+        return [k for k, e in self.model.memory_report().items() if e['materialised'] and not e['shared']]
+
     def _materialised_mb(self) -> float:
-        report = self.model.memory_report().values()
-        return sum(entry['weight_bytes'] for entry in report if entry['materialised']) / 2**20
+        """Resident model memory: the supernet, its shared derived tensors and every resident form."""
+        return self.model.resident_bytes() / 2**20
 
 
 def received_ns(info: dict) -> int:

@@ -39,6 +39,7 @@ from dynofa_ros.text import clip
 
 MAX_WORKLOADS = PolicyConfig().max_workloads
 REASON_CHARS = 200  # what a log line quotes of a decision's reason
+MAX_MATERIALISED = 64  # point ids one decision names as resident (a table's kept points and variants)
 # numeric parameters: the one range each must lie in, at start-up and when set at run time
 BOUNDS = {
     "control_rate_hz": Bound(0.0, 100.0, lo_open=True),
@@ -146,7 +147,7 @@ class ResourceManagerNode(ManagedNode):
         self.inputs = PlatformInputs(num["input_expiry_s"], int(num["max_temperature_zones"]))
         self.workloads = WorkloadInputs(self.workload_names, num["input_expiry_s"])
         self._platform_version = -1
-        self._last_subnet: dict[str, str] = {}
+        self._last_subnet: dict[str, tuple[str, tuple[str, ...]]] = {}  # published (point, resident set)
         self._last_freq: tuple = ()
         self._last_refresh = -math.inf
         self._decision: PolicyDecision | None = None
@@ -370,18 +371,20 @@ class ResourceManagerNode(ManagedNode):
         """All managed workloads' decisions together when any changed (so the latched history of depth
         >= workloads always holds each one's latest), and on refresh; none for manual workloads."""
         managed = {n: c for n, c in d.subnets.items() if not self.workloads.manual(n)}
-        changed = [n for n, c in managed.items() if self._last_subnet.get(n) != c.subnet_id]
+        resident = {n: d.materialised.get(n, [])[:MAX_MATERIALISED] for n in managed}
+        changed = [n for n, c in managed.items() if self._last_subnet.get(n) != (c.subnet_id, tuple(resident[n]))]
         if not (changed or refresh):
             return
         stamp = self.get_clock().now().to_msg()
         for name, c in managed.items():
-            if name in changed:
+            if name in changed and self._last_subnet.get(name, ("",))[0] != c.subnet_id:
                 self.get_logger().info(f"[{why}] {name} -> {c.subnet_id} ({clip(c.reason, REASON_CHARS)}"
                                        f"{'; ' + clip(c.status, REASON_CHARS) if c.status else ''})")
-            self._last_subnet[name] = c.subnet_id
+            self._last_subnet[name] = (c.subnet_id, tuple(resident[name]))
             m = SubnetDecision(workload=name, subnet_id=c.subnet_id, architecture=c.point.architecture,
                                graph_variant=c.point.graph_variant, expected_latency_ms=float(c.expected_latency_ms),
                                expected_accuracy=float(c.point.accuracy), expected_memory_mb=float(c.point.memory_mb),
+                               materialised=list(resident[name]),
                                reason=c.reason + (f"; not met: {c.status}" if c.status else ""))
             m.header.stamp = stamp
             self.pub_subnet.publish(m)
