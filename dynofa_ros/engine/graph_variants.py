@@ -7,19 +7,20 @@
 - ``frozen``: BN folded, ofa's Python ``Hswish``/``Hsigmoid`` swapped for the native ``nn.Hardswish`` /
   ``nn.Hardsigmoid`` (same formula), then ``torch.jit.trace`` + ``torch.jit.freeze``: weights become graph
   constants and the per-layer Python dispatch disappears (batch 1 is dispatch-bound). Agrees with eager
-  within 1e-5; builds in well under a second and needs no compiler (AOTInductor was ~1.5x faster still on
-  the smallest point but took ~50 s and a C++ toolchain per sub-network: that is what ``compiled`` is for).
+  within 1e-5; builds in under a second and needs no compiler (AOTInductor was ~1.3x faster still on the
+  smallest point but took 14-48 s and a C++ toolchain per sub-network: that is what ``compiled`` is for).
+  0.42-0.56x eager's latency on the MBv3 points (bench/results/variants.md).
 - ``int8``: static post-training quantisation (torch.ao FX ``prepare_fx``/``convert_fx`` with the default
   qconfig mapping of the machine's engine, see `quantized_engine`/`int8_qconfig_mapping`: ``fbgemm`` on
   x86, ``qnnpack`` on ARM; per-channel weights, histogram-calibrated activations), calibrated on
-  caller-given image batches, then traced and frozen like ``frozen``. CPU only; its accuracy differs from
-  eager, so the offline step (``dynofa_ros.offline.variants``) measures it and keeps it only within a
-  tolerance.
+  caller-given image batches, then traced and frozen like ``frozen`` (0.12-0.20x eager, top-1 within
+  0.2 pp on the MBv3 points here). CPU only; its accuracy differs from eager, so the offline step
+  (``dynofa_ros.offline.variants``) measures it and keeps it only within a tolerance.
 
 ``frozen`` and ``int8`` hold their own weight copy (never the caller's or the supernet's storages): that
 copy is the memory the pool's budget trades. They may be built from an extracted module or from the
-pool's weight-shared form (views of the supernet, :mod:`.shared`): the copy clones only the slices. Their weights are graph constants, not parameters, so use
-:func:`weight_bytes` (not ``parameters()``) to count them.
+pool's weight-shared form (views of the supernet, :mod:`.shared`): the copy clones only the slices.
+Their weights are graph constants, not parameters, so count them with :func:`weight_bytes`.
 """
 from __future__ import annotations
 
