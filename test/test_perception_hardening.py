@@ -21,10 +21,12 @@ MAX_LOG_LINE = 400
 
 
 def _table_ids() -> tuple[str, str, list[str]]:
+    """(fastest, most accurate, all) eager points: shared forms, resident from the start, so a switch to
+    one shows on the next frame (a private form would be built in the background first)."""
     from dynofa_ros.operating_points import load_table
     table = load_table(shipped_table())
-    ids = [p.id for p in table.by_latency('cpu')]
-    return ids[0], max(table.points, key=lambda p: p.accuracy).id, ids
+    eager = [p for p in table.by_latency('cpu') if p.graph_variant == 'eager']
+    return eager[0].id, max(eager, key=lambda p: p.accuracy).id, [p.id for p in eager]
 
 
 def _subscribe(probe):
@@ -191,9 +193,9 @@ def test_name_sets_are_bounded_and_long_strings_are_capped(ros_graph, probe):
     decisions = probe.publisher(SubnetDecision, 'subnet_decision', qos=200)
     rgb = _image_from_dataset(size=64)
     _wait_ready(probe, images, _raw(rgb, 'rgb8', 0))
-    for n in range(150):  # paced: the node's decision queue is 10 deep
+    for n in range(150):  # paced: the node's decision queue is 10 deep (5 ms lost 13 of 150 under load)
         decisions.publish(SubnetDecision(workload=f'other_{n:03d}_' + 'x' * 1000, subnet_id='a'))
-        time.sleep(0.005)
+        time.sleep(0.02)
     decisions.publish(SubnetDecision(workload=WORKLOAD, subnet_id=fastest, reason='r' * 2**20))
     decisions.publish(SubnetDecision(workload=WORKLOAD, subnet_id='n' * 2**20))
     probe.wait_for(lambda: 'decision rejected' in node.output(), 20, 'the long id rejected')

@@ -1,7 +1,8 @@
 """The first end-to-end slice: camera, perception node and resource manager as three real processes.
 
 Retargeting (a tighter latency target) and a CPU load spike must each change the perception node's
-active sub-network within a second, as seen on its status topic.
+active sub-network within a second, as seen on its status topic. A decided private form (e.g. @int8) is
+built in the background: its sub-network's shared form serves within the second, the form itself later.
 """
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ def _active_after(probe, t0: float) -> str | None:
     return statuses[-1].active_subnet_id if statuses else None
 
 
+def _subnet(point_id: str | None) -> str | None:
+    """The sub-network of a point id (its forms share it): the id without @variant."""
+    return None if point_id is None else point_id.split('@')[0]
+
+
+def _decided(probe) -> str:
+    return [d for d in probe.received('subnet_decision') if d.workload == WORKLOAD][-1].subnet_id
+
+
 def test_retarget_and_load_spike_switch_subnet_within_a_second(ros_graph, probe):
     from dynofa_ros.msg import PerformanceTarget, PlatformLoad, SubnetDecision, WorkloadStatus
     from dynofa_ros.operating_points import load_table
@@ -38,7 +48,8 @@ def test_retarget_and_load_spike_switch_subnet_within_a_second(ros_graph, probe)
     # The manager judges targets on p95 latency (its `latency_stat` default), so the test does too.
     fastest = table.by_latency('cpu', 'p95')[0]
     most_accurate = max(table.points, key=lambda p: p.accuracy)
-    assert fastest.id != most_accurate.id
+    accurate_net = _subnet(most_accurate.id)
+    assert _subnet(fastest.id) != accurate_net
 
     probe.subscribe(WorkloadStatus, 'workload_status')
     probe.subscribe(SubnetDecision, 'subnet_decision')
@@ -53,31 +64,40 @@ def test_retarget_and_load_spike_switch_subnet_within_a_second(ros_graph, probe)
     probe.wait_for(lambda: targets.get_subscription_count() >= 2 and loads.get_subscription_count() >= 1, 10,
                    'the manager and the perception node to subscribe')
     # Unconstrained, the manager keeps (or moves to) the most accurate point.
-    probe.wait_for(lambda: _active_after(probe, time.monotonic() - 0.2) == most_accurate.id, 10,
-                   f'the most accurate point {most_accurate.id}')
+    probe.wait_for(lambda: _subnet(_active_after(probe, time.monotonic() - 0.2)) == accurate_net, 10,
+                   f'the most accurate sub-network {accurate_net}')
 
     # 1. Retarget: a latency bound only the fastest point meets.
     bound = fastest.latency('cpu', 'p95') * 1.05
     t0 = time.monotonic()
     targets.publish(PerformanceTarget(workload=WORKLOAD, max_latency_ms=bound))
-    switched = probe.wait_for(lambda: (a := _active_after(probe, t0)) not in (None, most_accurate.id) and a,
+    switched = probe.wait_for(lambda: _subnet(a := _active_after(probe, t0)) not in (None, accurate_net) and a,
                               5, 'a switch after the tighter target')
     retarget_s = time.monotonic() - t0
-    assert table.point(switched).latency('cpu', 'p95') <= bound
+    decided = _decided(probe)
+    assert table.point(decided).latency('cpu', 'p95') <= bound
+    assert _subnet(switched) == _subnet(decided)  # the decided sub-network serves (its shared form at first)
     assert retarget_s < 1.0, f'retarget took {retarget_s:.2f} s'
+    probe.wait_for(lambda: _active_after(probe, time.monotonic() - 0.2) == decided, 60,
+                   f'the decided form {decided} built in the background and serving')
 
     # 2. Relax the target: back to the most accurate point.
     targets.publish(PerformanceTarget(workload=WORKLOAD, max_latency_ms=most_accurate.latency('cpu', 'p95') * 1.3))
-    probe.wait_for(lambda: _active_after(probe, time.monotonic() - 0.2) == most_accurate.id, 10,
+    probe.wait_for(lambda: _subnet(_active_after(probe, time.monotonic() - 0.2)) == accurate_net, 10,
                    'the switch back once the target is relaxed')
 
-    # 3. Load spike: co-running work makes the accurate point miss the same target.
+    # 3. Load spike: co-running work makes the chosen point miss a target it meets when idle. (The
+    #    relaxed target above may be met by a fast form of the accurate sub-network even under load, so
+    #    the bound is tightened to that point first.)
+    fastest_form = min(table.point(p.id).latency('cpu', 'p95') for p in table.points if _subnet(p.id) == accurate_net)
+    targets.publish(PerformanceTarget(workload=WORKLOAD, max_latency_ms=fastest_form * 1.05))
+    time.sleep(1.0)
+    before = _decided(probe)
     t1 = time.monotonic()
     for _ in range(3):
         loads.publish(PlatformLoad(cpu_percent=[100.0] * 8, gpu_percent=float('nan')))
         time.sleep(0.05)
-    probe.wait_for(lambda: (a := _active_after(probe, t1)) not in (None, most_accurate.id) and a,
-                   5, 'a switch after the load spike')
+    probe.wait_for(lambda: _decided(probe) != before, 5, 'a new decision after the load spike')
     spike_s = time.monotonic() - t1
     assert spike_s < 1.0, f'load spike reaction took {spike_s:.2f} s'
     decisions = probe.received('subnet_decision')
