@@ -399,7 +399,7 @@ def resolve_calibration_images(table_path: str | os.PathLike, table: OperatingPo
     return None if name is None else resolve_package_path(table_path, name)
 
 
-DEFAULT_TABLE = "fmnist_ofa_mbv3.yaml"
+DEFAULT_TABLE = "fmnist28_ofa_mbv3.yaml"  # the 28-px supernet: dynofa search front + frozen/int8 forms
 
 
 def default_table_path() -> Path:

@@ -85,8 +85,9 @@ class DemoObserver:
 
 def print_table(table: OperatingPointTable, path: str, width: int) -> None:
     print(f'operating points ({path}):')
-    for point in table.by_latency('cpu', 'p95'):
-        print(f'  {point.id:<{width}} top-1 {point.accuracy:.3f}  p95 {point.latency("cpu", "p95"):6.2f} ms  '
+    dev = table.device_for('cpu')
+    for point in table.by_latency(dev, 'p95'):
+        print(f'  {point.id:<{width}} top-1 {point.accuracy:.3f}  p95 {point.latency(dev, "p95"):6.2f} ms  '
               f'{point.memory_mb:5.2f} MiB')
 
 
@@ -146,13 +147,14 @@ def start_nodes(graph: RosGraph, table_path: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--duration', type=float, default=40.0, help='scenario length in seconds')
-    parser.add_argument('--table', default=str(REPO / 'config' / 'operating_points' / 'fmnist_ofa_mbv3.yaml'))
+    parser.add_argument('--table', default=str(REPO / 'config' / 'operating_points' / 'fmnist28_ofa_mbv3.yaml'))
     parser.add_argument('--corunner-cap', type=float, default=None,
                         help='confine the co-running load to this share of its CPUs (cgroup CFS quota, the '
                              'emulated-DVFS path); default: unconfined')
     args = parser.parse_args()
     table = load_table(args.table)
-    fastest = table.by_latency('cpu', 'p95')[0]  # the manager judges targets on p95 latency
+    dev = table.device_for('cpu')
+    fastest = table.by_latency(dev, 'p95')[0]  # the manager judges targets on p95 latency
     accurate = max(table.points, key=lambda p: p.accuracy)
     width = max(len(point.id) for point in table.points)
     print_table(table, args.table, width)
@@ -166,7 +168,7 @@ def main() -> int:
             if not obs.spin_until(lambda: any(s.frames_processed for s in obs.statuses), 120):
                 print('no result from the perception node; logs:\n' + graph.dump_logs())
                 return 1
-            steps = scenario(fastest.latency('cpu', 'p95'), accurate.latency('cpu', 'p95'), args.duration)
+            steps = scenario(fastest.latency(dev, 'p95'), accurate.latency(dev, 'p95'), args.duration)
             start, events = run_scenario(obs, steps, args.duration, corunner, width)
             print_summary(obs, table, start, events, width)
         finally:

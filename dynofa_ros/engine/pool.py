@@ -122,7 +122,9 @@ class SubnetPool:
         self._shared_slots = self._build_shared_slots()
         self._lru: list[str] = []
         self._wanted: set[str] | None = None  # private forms the manager wants resident (None: budget rule)
-        self._pending: dict[str, Future] = {}
+        self._pending: dict[str, None] = {}  # private forms queued for a build, oldest first
+        self._building: str | None = None
+        self._tasks: list[Future] = []
         self._builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="subnet-pool")
         first = self._resolve(initial) if initial is not None else next(iter(self._entries))
         self._requested, self._active = first, self._entries[first].slot or self._shared_slot(first)
@@ -195,7 +197,9 @@ class SubnetPool:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:
-                pending = list(self._pending.values())
+                pending = [f for f in self._tasks if not f.done()]
+                if not pending:
+                    self._tasks.clear()
             if not pending:
                 return True
             left = None if deadline is None else deadline - time.monotonic()
@@ -277,20 +281,29 @@ class SubnetPool:
         with self._lock:
             for key in keys:
                 entry = self._entries[key]
-                if entry.shared or entry.slot is not None or key in self._pending:
+                if entry.shared or entry.slot is not None or key in self._pending or key == self._building:
                     continue
-                self._pending[key] = self._builder.submit(self._build_in_background, key)
+                self._pending[key] = None
+                self._tasks.append(self._builder.submit(self._build_in_background))
 
-    def _build_in_background(self, key: str) -> None:
+    def _build_in_background(self) -> None:
+        """Build one queued form: the requested one first (its switch waits on it), else the oldest."""
+        with self._lock:
+            if not self._pending:
+                return
+            key = self._requested if self._requested in self._pending else next(iter(self._pending))
+            del self._pending[key]
+            self._building = key
         entry = self._entries[key]
         try:
-            self._build(entry)
+            if entry.slot is None:
+                self._build(entry)
         except Exception as exc:  # noqa: BLE001 - the shared form keeps serving; the reason is reported
             entry.error = f"{type(exc).__name__}: {exc}"
             _log.warning("building %s failed (its shared form serves instead): %s", key, entry.error)
         finally:
             with self._lock:
-                self._pending.pop(key, None)
+                self._building = None
 
     def _build(self, entry: PoolEntry) -> _Slot:
         """Build a private form from the shared form (outside the lock), then publish it under the lock."""

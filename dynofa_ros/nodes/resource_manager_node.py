@@ -86,7 +86,7 @@ class ResourceManagerNode(ManagedNode):
     def _declare_parameters(self) -> None:
         p = self.declare_parameter
         p("operating_points", "", describe("operating-point table (YAML); empty: the shipped default (share/"
-                                        "dynofa_ros/config/operating_points/fmnist_ofa_mbv3.yaml)", read_only=True))
+                                        "dynofa_ros/config/operating_points/fmnist28_ofa_mbv3.yaml)", read_only=True))
         p("workloads", ["front_camera"], describe(f"workload names managed (match perception nodes' `workload`), "
                                                f"1..{MAX_WORKLOADS} identifiers", read_only=True))
         p("device_key", "cpu", describe("table device key the workloads run on (cpu, cuda, cpu@2t, ...); per "
