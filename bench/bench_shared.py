@@ -2,7 +2,7 @@
 """Weight-shared sub-network modules (dynofa_ros.engine.shared) against privately copied ones.
 
 For every point of the shipped MBv3 table, the 28-px preset checkpoint's largest and smallest points (when
-out/train/fmnist28_ofa_mbv3_e2.pt exists) and the ViT table's points: max abs output difference on the
+models/fmnist28_ofa_mbv3.pt exists) and the ViT table's points: max abs output difference on the
 first 1,000 Fashion-MNIST test images (batched and at batch 1), batch-1 one-thread latency of the shared
 module and of ``supernet.extract`` (interleaved rounds, medians of wall and thread CPU time), and memory
 (supernet, derived cache, private bytes; against private copies and separately built models, plus the
@@ -39,7 +39,7 @@ from dynofa_ros.supernet.checkpoint import load_supernet  # noqa: E402
 
 MBV3_TABLE = ROOT / "config/operating_points/fmnist_ofa_mbv3.yaml"
 VIT_TABLE = ROOT / "config/operating_points/fmnist_elastic_vit.yaml"
-PRESET28 = ROOT / "out/train/fmnist28_ofa_mbv3_e2.pt"
+PRESET28 = ROOT / "models/fmnist28_ofa_mbv3.pt"
 OUT = ROOT / "bench/results"
 
 RSS_SNIPPET = """

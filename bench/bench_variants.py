@@ -36,7 +36,7 @@ from dynofa_ros.operating_points import load_table, resolve_checkpoint  # noqa: 
 from dynofa_ros.supernet.checkpoint import load_supernet  # noqa: E402
 
 TABLE = ROOT / "config" / "operating_points" / "fmnist_ofa_mbv3.yaml"
-CKPT28 = ROOT / "out" / "train" / "fmnist28_ofa_mbv3_e2.pt"
+CKPT28 = ROOT / "models" / "fmnist28_ofa_mbv3.pt"
 FORMS = ("eager", "fused", "frozen", "int8")
 RESULTS = ROOT / "bench" / "results"
 

@@ -17,7 +17,7 @@ from dynofa_ros.supernet.checkpoint import load_supernet
 REPO = Path(__file__).resolve().parents[1]
 MBV3_TABLE = REPO / "config/operating_points/fmnist_ofa_mbv3.yaml"
 VIT_CKPT = REPO / "models/fmnist_elastic_vit.pt"
-PRESET28 = REPO / "out/train/fmnist28_ofa_mbv3_e2.pt"
+PRESET28 = REPO / "models/fmnist28_ofa_mbv3.pt"
 TOL = 1e-5
 # 1,000 images on every MBv3 table point and wherever the shared module computes differently from
 # extract; fewer on the costly largest ViT / 28-px points, which are plain prefix views (the benchmark,
