@@ -273,10 +273,8 @@ def make_int8(module: nn.Module, calibration: Iterable[torch.Tensor] | None,
     return FrozenGraph(_trace_freeze(converted, example), "int8", _quantized_nbytes(converted))
 
 
-def weight_bytes(module: nn.Module) -> int:
-    """Bytes of a variant's weights: a frozen graph's own count, else parameters+buffers (storages once)."""
-    if isinstance(module, FrozenGraph):
-        return module.weight_nbytes
+def module_bytes(module: nn.Module) -> int:
+    """Bytes held by a module's parameters and buffers (distinct storages counted once)."""
     seen: set[int] = set()
     total = 0
     for t in (*module.parameters(), *module.buffers()):
@@ -285,6 +283,11 @@ def weight_bytes(module: nn.Module) -> int:
             seen.add(ptr)
             total += t.untyped_storage().nbytes()
     return total
+
+
+def weight_bytes(module: nn.Module) -> int:
+    """Bytes of a variant's weights: a frozen graph's own count, else parameters+buffers (storages once)."""
+    return module.weight_nbytes if isinstance(module, FrozenGraph) else module_bytes(module)
 
 
 def make_variant(module: nn.Module, variant: str, *, example: torch.Tensor | None = None,

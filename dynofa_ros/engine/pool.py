@@ -34,7 +34,7 @@ from torch import nn
 
 from ..supernet.base import SubnetSpec, Supernet
 from .bn_stats import load_bn_stats
-from .graph_variants import FX_TRACE_LOCK, FrozenGraph, make_variant, weight_bytes
+from .graph_variants import FX_TRACE_LOCK, FrozenGraph, make_variant, module_bytes, weight_bytes
 from .shared import SharedWeights, private_bytes
 from .timing import resolve_device
 
@@ -54,18 +54,6 @@ def split_point_key(key: str) -> tuple[str, str]:
     """Inverse of :func:`point_key`."""
     subnet_id, _, variant = key.partition("@")
     return subnet_id, variant or "eager"
-
-
-def module_bytes(module: nn.Module) -> int:
-    """Bytes held by a module's parameters and buffers (distinct storages counted once)."""
-    seen: set[int] = set()
-    total = 0
-    for t in list(module.parameters()) + list(module.buffers()):
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in seen:
-            seen.add(ptr)
-            total += t.untyped_storage().nbytes()
-    return total
 
 
 @dataclass(frozen=True)
