@@ -69,6 +69,18 @@ def test_frozen_equals_eager(table_path, index, test_images):
     assert not any(type(m).__name__ in ("Hswish", "Hsigmoid") for m in frozen.modules())
 
 
+@pytest.mark.parametrize("variant", ["frozen", "int8"])
+def test_mbv3_pools_are_native(variant, mbv3, calib_images):
+    """ofa's SE and global pool average with two ``mean`` calls; the variants use one native adaptive pool
+    (a quantised ``mean`` round-trips through float: a third of a shallow int8 frame)."""
+    _, module, p = mbv3
+    built = make_variant(module, variant, example=preprocess(calib_images[:1], p.resolution),
+                         calibration=[preprocess(calib_images, p.resolution)])
+    kinds = {n.kind() for n in built.graph_module.graph.nodes()}
+    assert "aten::mean" not in kinds
+    assert "aten::adaptive_avg_pool2d" in kinds
+
+
 @pytest.mark.parametrize("table_path", [VIT, MBV3])
 def test_frozen_without_example_derives_one(table_path, test_images):
     _, module, p = _point_module(table_path, 0)

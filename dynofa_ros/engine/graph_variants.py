@@ -5,10 +5,11 @@
 - ``compiled``: ``torch.compile`` (inductor) with its on-disk cache, so the 30-40 s cold compile is paid
   once per sub-network and machine, never on the frame path (the pool warms it up before switching).
 - ``frozen``: BN folded, ofa's Python ``Hswish``/``Hsigmoid`` swapped for the native ``nn.Hardswish`` /
-  ``nn.Hardsigmoid`` (same formula), then ``torch.jit.trace`` + ``torch.jit.freeze``: weights become graph
-  constants and the per-layer Python dispatch disappears (batch 1 is dispatch-bound). Agrees with eager
-  within 1e-5; builds in under a second and needs no compiler (AOTInductor was ~1.3x faster still on the
-  smallest point but took 14-48 s and a C++ toolchain per sub-network: that is what ``compiled`` is for).
+  ``nn.Hardsigmoid`` (same formula) and its two-``mean`` global pools for ``adaptive_avg_pool2d``, then
+  ``torch.jit.trace`` + ``torch.jit.freeze``: weights become graph constants and the per-layer Python
+  dispatch disappears (batch 1 is dispatch-bound). Agrees with eager within 1e-5; builds in under a
+  second and needs no compiler (AOTInductor was ~1.3x faster still on the smallest point but took 14-48 s
+  and a C++ toolchain per sub-network: that is what ``compiled`` is for).
   0.42-0.56x eager's latency on the MBv3 points (bench/results/variants.md).
 - ``int8``: static post-training quantisation (torch.ao FX ``prepare_fx``/``convert_fx`` with the default
   qconfig mapping of the machine's engine, see `quantized_engine`/`int8_qconfig_mapping`: ``fbgemm`` on
@@ -30,7 +31,7 @@ import os
 import platform
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -92,26 +93,45 @@ def enable_compile_cache(cache_dir: Path = DEFAULT_CACHE) -> None:
     os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
 
 
-def _ofa_activations() -> dict[type, type[nn.Module]]:
-    """ofa's activation classes -> native equivalents (empty without ofa). ofa: Hswish = x*relu6(x+3)/6,
-    Hsigmoid = relu6(x+3)/6, exactly torch's Hardswish/Hardsigmoid; its ReLU/ReLU6 are torch's already."""
+class NativeSE(nn.Module):
+    """ofa's ``SEModule`` with its global pooling as one ``adaptive_avg_pool2d`` instead of two ``mean``
+    calls: the same average, but int8 has a native kernel for it, while a quantised ``mean`` round-trips
+    through float (a third of a shallow int8 point's frame, measured with torch.profiler)."""
+
+    def __init__(self, fc: nn.Module) -> None:
+        super().__init__()
+        self.fc = fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 1))
+
+
+def _ofa_natives() -> dict[type, Callable[[nn.Module], nn.Module]]:
+    """ofa's Python modules -> native equivalents (empty without ofa). ofa: Hswish = x*relu6(x+3)/6,
+    Hsigmoid = relu6(x+3)/6, exactly torch's Hardswish/Hardsigmoid; its ReLU/ReLU6 are torch's already;
+    its global pool and SE average over H then W, which is the same mean as one adaptive pool."""
     try:
-        from ofa.utils.pytorch_modules import Hsigmoid, Hswish
+        from ofa.utils.pytorch_modules import Hsigmoid, Hswish, MyGlobalAvgPool2d, SEModule
     except ImportError:
         return {}
-    return {Hswish: nn.Hardswish, Hsigmoid: nn.Hardsigmoid}
+
+    def pool(child: nn.Module) -> nn.Module:
+        return nn.AdaptiveAvgPool2d(1) if child.keep_dim else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    return {Hswish: lambda _: nn.Hardswish(), Hsigmoid: lambda _: nn.Hardsigmoid(),
+            MyGlobalAvgPool2d: pool, SEModule: lambda child: NativeSE(native_modules(child.fc))}
 
 
-def native_activations(module: nn.Module) -> nn.Module:
-    """Replace ofa's Python activation modules by the native ones, in place: one kernel instead of
-    three ops, and the quantiser has int8 kernels for the native ones (not for a division)."""
-    table = _ofa_activations()
+def native_modules(module: nn.Module) -> nn.Module:
+    """Replace ofa's Python activation, pooling and SE modules by native ones, in place: one kernel
+    instead of several ops, and the quantiser has int8 kernels for them (not for a division or a mean)."""
+    table = _ofa_natives()
     for name, child in module.named_children():
         native = table.get(type(child))
         if native is not None:
-            setattr(module, name, native())
+            setattr(module, name, native(child))
         else:
-            native_activations(child)
+            native_modules(child)
     return module
 
 
@@ -152,7 +172,7 @@ def own_inference_copy(module: nn.Module) -> nn.Module:
     neither touches the caller's module nor shares any storage with it.  BN is folded later, without
     torch.fx (``torch.jit.freeze`` folds conv+BN; ``prepare_fx`` fuses it for int8): fx's symbolic trace
     patches ``nn.Module.__call__`` process-wide, which broke inference running on other threads."""
-    return native_activations(plain_convs(compact_copy(module).eval()))
+    return native_modules(plain_convs(compact_copy(module).eval()))
 
 
 def default_example(module: nn.Module) -> torch.Tensor:
