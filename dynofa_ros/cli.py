@@ -154,7 +154,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     lut = None
     if args.lut:
         # loads the table; profiles only what is missing
-        lut = build_lut(sn, args.lut, device=args.device, threads=args.threads, stat=args.lut_stat, clock=args.clock)
+        lut = build_lut(sn, args.lut, device=args.device, threads=args.threads, stat=args.lut_stat, clock=args.clock,
+                        form=args.form)
+    elif args.form != "eager" and args.metric == "latency":
+        sys.exit(f"dynofa search --form {args.form}: give --lut (a folder for that form's per-layer LUT)")
     predictor, samples = _own_predictor(args, adapter)
     t0 = time.perf_counter()
     model = search_cost(adapter, args.metric, lut)
@@ -174,17 +177,20 @@ def cmd_search(args: argparse.Namespace) -> int:
           f"in {search_s:.1f}s")
     test_data = _eval_data(args, "test", args.eval_n)
     measured = remeasure(adapter, cands, test_data, device=args.device,
-                         threads=args.threads, lut=lut, clock=args.clock)
+                         threads=args.threads, lut=lut, clock=args.clock, form=args.form)
     kept = keep_front(measured, dev_key)
     ck = args.checkpoint_ref or args.checkpoint
     table = write_table(kept, adapter, args.out, checkpoint=ck, normalization=Normalization((FMNIST_MEAN,), (FMNIST_STD,)),
                         labels=FMNIST_LABELS, dev_key=dev_key,
                         calibration={"dataset": "fashion-mnist train", "images": args.calib, "seed": 0})
     print(f"kept {len(table.points)} of {len(measured)} re-measured candidates -> {args.out}")
-    for p in table.by_latency(dev_key):
-        print(f"  {p.latency(dev_key):7.3f} ms  acc {p.accuracy:.4f}  {p.memory_mb:6.3f} MB  {p.mflops:7.2f} MFLOPs  {p.id}")
+    for m in kept:
+        lat, acc = m.judged(dev_key)
+        print(f"  {lat:7.3f} ms  acc {acc:.4f} ({m.form})  eager {m.latency[dev_key].median:7.3f} ms  "
+              f"{m.mflops:7.2f} MFLOPs  {m.spec_id}")
     if args.report:
         report = {"checkpoint": str(args.checkpoint), "device_key": dev_key, "clock": args.clock,
+                  "form": args.form,
                   "load_average_end": list(os.getloadavg()), "metric": args.metric, "limits": limits,
                   "evolution": _params(args).__dict__, "search_wall_s": search_s,
                   "total_wall_s": time.perf_counter() - t_start, "eval_images": len(test_data.eval_labels),
@@ -217,6 +223,8 @@ def _own_report(adapter, results, measured, kept, dev_key: str) -> dict:
             "candidates": [{"id": m.spec_id, "accuracy": m.accuracy, "latency_ms": m.latency[dev_key].median,
                             "p95_ms": m.latency[dev_key].p95, "lut_predicted_ms": m.predicted_ms,
                             "memory_mb": m.memory_mb, "peak_memory_mb": m.peak_memory_mb, "mflops": m.mflops,
+                            **({f"{m.form}_accuracy": m.form_accuracy, f"{m.form}_latency_ms": m.form_latency[dev_key].median}
+                               if m.form_latency else {}),
                             "kept": m.spec_id in kept_ids} for m in measured]}
 
 
@@ -466,7 +474,10 @@ def _add_search(sub) -> None:
     se.add_argument("--metric", choices=["latency", "mflops"], default="latency")
     se.add_argument("--limits", help="constraint values: 'lo:hi:n' or 'a,b,c' (ms or MFLOPs)")
     se.add_argument("--n-limits", type=int, default=12, help="sweep size when --limits is not given")
-    se.add_argument("--lut", help="per-layer LUT folder for this device (built if missing)")
+    se.add_argument("--lut", help="per-layer LUT folder for this device and --form (built if missing)")
+    se.add_argument("--form", choices=["eager", "int8"], default="eager",
+                    help="graph form the LUT times and the front is judged in: int8 searches for the points "
+                         "that are best once quantised (their eager/frozen rows come from build_variant_tables)")
     se.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: latency as thread CPU time (1 thread only; for a machine shared with other jobs)")
     se.add_argument("--lut-stat", choices=["median", "min"], default="median",

@@ -72,7 +72,10 @@ def test_profile_lut_and_resume(tiny, tmp_path, capsys):
     assert set(again) == set(records) and all(again[k] == v for k, v in kept.items())
 
 
-def test_search_table_bn_and_plot(tiny, tmp_path):
+@pytest.mark.parametrize("form", ["eager", "int8"])
+def test_search_table_bn_and_plot(tiny, tmp_path, form):
+    """The kept points are exactly the re-measured candidates not dominated in the judged form's
+    (latency, accuracy); an int8 search prices and judges the quantised forms."""
     from dynofa_ros.datasets import FMNIST_DIR
 
     if not any(FMNIST_DIR.glob("t10k-images-idx3-ubyte*")):
@@ -81,18 +84,23 @@ def test_search_table_bn_and_plot(tiny, tmp_path):
     out, rep, pred = tmp_path / "ops" / "tiny_cpu.yaml", tmp_path / "report.json", tmp_path / "pred.pt"
     args = ["search", "--checkpoint", str(ck), "--lut", str(tmp_path / "lut"), "--out", str(out), "--report", str(rep),
             "--predictor", str(pred), "--predictor-samples", "4", "--predictor-eval", "200", "--calib", "200",
-            "--eval-n", "300", "--population", "8", "--generations", "3", "--n-limits", "3"]
+            "--eval-n", "300", "--population", "8", "--generations", "3", "--n-limits", "3", "--form", form]
     assert main(args) == 0
     table = load_table(out, family="ofa_mbv3", num_classes=10, device="cpu@1t", validate_id=sn.decode)
     report = json.loads(rep.read_text())
     assert {c["id"] for c in report["candidates"] if c["kept"]} == set(table.ids())
     for s in report["sweep"]:
         assert s["predicted_cost"] <= s["limit"]  # every searched point respects its constraint
-    objs = {p.id: (p.latency("cpu@1t"), p.accuracy, p.memory_mb) for p in table.points}
+    assert report["form"] == form
+
+    def judged(c: dict) -> tuple[float, float]:
+        return ((c["latency_ms"], c["accuracy"]) if form == "eager"
+                else (c[f"{form}_latency_ms"], c[f"{form}_accuracy"]))
+
+    objs = {c["id"]: judged(c) for c in report["candidates"] if c["kept"]}
     for c in report["candidates"]:  # kept = exactly the non-dominated re-measured candidates
-        o = (c["latency_ms"], c["accuracy"], c["memory_mb"])
-        dominated = any(dominates((d["latency_ms"], d["accuracy"], d["memory_mb"]), o, ("min", "max", "min"))
-                        for d in report["candidates"])
+        o = judged(c)
+        dominated = any(dominates(judged(d), o, ("min", "max")) for d in report["candidates"])
         if c["kept"]:
             assert not dominated
         else:

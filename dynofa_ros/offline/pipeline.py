@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from dynofa_ros.engine.bn_stats import bn_state, bn_stats_filename, recalibrate_bn, save_bn_stats
+from dynofa_ros.engine.graph_variants import make_variant
 from dynofa_ros.offline.acc_predictor import MLPAccuracyPredictor
 from dynofa_ros.offline.lut import LatencyLUT, LayerDesc, ResolutionLUT, mbv3_layers, profile_layers
 from dynofa_ros.offline.profiler import device_key, measure_latency, module_memory_mb, num_threads, peak_memory_mb
@@ -23,7 +24,8 @@ from dynofa_ros.offline.search import (CostModel, EvolutionParams, SearchResult,
                                        with_true_cheapest)
 
 __all__ = ["MBv3Adapter", "EvalData", "Measured", "build_lut", "keep_front", "lut_error", "mbv3_macs",
-           "measure_accuracy", "remeasure", "run_search", "search_cost", "train_predictor", "unique_candidates", "write_table"]
+           "measure_accuracy", "remeasure", "run_search", "search_cost", "served_form", "top1", "train_predictor",
+           "unique_candidates", "write_table"]
 from dynofa_ros.operating_points import (LatencyStats, Normalization, OperatingPoint, OperatingPointTable,
                                          SupernetInfo, save_table)
 from dynofa_ros.supernet.ofa_mbv3 import MBv3Spec, OFAMobileNetV3Supernet
@@ -110,12 +112,28 @@ class MBv3Adapter:
 
 # ---------------------------------------------------------------------------------- LUT profiling
 
+SEARCH_FORMS = ("eager", "int8")
+
+
+def served_form(module: torch.nn.Module, form: str, example: torch.Tensor,
+                calibration: Sequence[torch.Tensor]) -> torch.nn.Module:
+    """``module`` in the graph form the search prices and the front is judged in (eager or int8)."""
+    if form not in SEARCH_FORMS:
+        raise ValueError(f"unknown search form {form!r}; use one of {SEARCH_FORMS}")
+    if form == "eager":
+        return module
+    return make_variant(module, form, example=example, calibration=calibration)
+
+
 def build_lut(supernet: OFAMobileNetV3Supernet, folder: str | Path, *, device: str = "cpu",
               threads: int | None = 1, warmup: int = 5, runs: int = 30, show_progress: bool = True,
-              resolutions: Sequence[int] | None = None, stat: str = "median", clock: str = "wall") -> ResolutionLUT:
+              resolutions: Sequence[int] | None = None, stat: str = "median", clock: str = "wall",
+              form: str = "eager") -> ResolutionLUT:
     """Profile every layer shape of the space on this device (uniform kernel/expand at full depth covers
     every block shape). Resumable: existing `<R>_lookup_table.yaml` entries are kept, each resolution is
-    saved atomically when done."""
+    saved atomically when done. ``form`` is the graph form each layer is timed in (see `served_form`): an
+    int8 LUT prices what int8 serves, where kernel size and expansion cost almost nothing and depth is
+    what counts; keep each form's LUT in its own folder."""
     from tqdm import tqdm
 
     folder = Path(folder)
@@ -132,6 +150,8 @@ def build_lut(supernet: OFAMobileNetV3Supernet, folder: str | Path, *, device: s
 
     def measure(module: torch.nn.Module, x: torch.Tensor):
         module, x = module.to(device), x.to(device)
+        # a layer's timing does not depend on its values: random calibration is enough to price int8
+        module = served_form(module, form, x[:1], [torch.randn(8, *x.shape[1:], device=x.device)])
         return measure_latency(module, x, warmup=warmup, runs=runs, threads=threads, clock=clock)
 
     for r, k, e in tqdm(jobs, desc=f"LUT {device_key(device, threads)}", unit="net", disable=not show_progress):
@@ -173,11 +193,16 @@ def measure_accuracy(supernet: OFAMobileNetV3Supernet, spec: MBv3Spec, data: Eva
     module = supernet.extract(spec)
     recalibrate_bn(module, data.batches("calib", spec.resolution))
     module.eval()
+    return top1(module, data, spec.resolution), bn_state(module), module
+
+
+def top1(module: torch.nn.Module, data: EvalData, resolution: int) -> float:
+    """Top-1 share of ``module`` on the evaluation images."""
     correct = 0
     with torch.no_grad():
-        for x, y in zip(data.batches("eval", spec.resolution), data.eval_labels.split(data.batch_size)):
+        for x, y in zip(data.batches("eval", resolution), data.eval_labels.split(data.batch_size)):
             correct += int((module(x).argmax(1) == y).sum())
-    return correct / len(data.eval_labels), bn_state(module), module
+    return correct / len(data.eval_labels)
 
 
 def train_predictor(adapter: MBv3Adapter, data: EvalData, n: int, *, seed: int = 0,
@@ -217,6 +242,15 @@ class Measured:
     params_m: float
     predicted_ms: float | None
     bn: dict[str, torch.Tensor]
+    form: str = "eager"                     # the form the front is judged in; its figures below
+    form_accuracy: float | None = None
+    form_latency: dict[str, LatencyStats] | None = None
+
+    def judged(self, dev_key: str) -> tuple[float, float]:
+        """(median latency, accuracy) of the judged form: the eager figures unless another form was timed."""
+        if self.form_latency is None:
+            return self.latency[dev_key].median, self.accuracy
+        return self.form_latency[dev_key].median, self.form_accuracy
 
 
 def search_cost(adapter: MBv3Adapter, metric: str, lut: ResolutionLUT | None) -> CostModel:
@@ -243,8 +277,9 @@ def run_search(adapter: MBv3Adapter, predictor: MLPAccuracyPredictor, model: Cos
 
 def remeasure(adapter: MBv3Adapter, archs: Sequence[SlotArch], data: EvalData, *, device: str, threads: int | None,
               lut: ResolutionLUT | None, warmup: int = 10, runs: int = 50, show_progress: bool = True,
-              clock: str = "wall") -> list[Measured]:
-    """Real figures for each candidate: accuracy after BN recalibration, latency on the device, memory."""
+              clock: str = "wall", form: str = "eager") -> list[Measured]:
+    """Real figures for each candidate: accuracy after BN recalibration, latency on the device, memory;
+    for a ``form`` other than eager also that form's accuracy and latency (the front is judged on them)."""
     from tqdm import tqdm
 
     key = device_key(device, threads)
@@ -257,18 +292,26 @@ def remeasure(adapter: MBv3Adapter, archs: Sequence[SlotArch], data: EvalData, *
         t = measure_latency(module, x, warmup=warmup, runs=runs, threads=threads, clock=clock)
         with num_threads(threads):
             peak = peak_memory_mb(module, x)
-        out.append(Measured(arch=a, spec_id=spec.encode(), accuracy=acc,
-                            latency={key: LatencyStats(t.median_ms, t.p95_ms)}, memory_mb=module_memory_mb(module),
-                            peak_memory_mb=peak, mflops=adapter.mflops(a),
-                            params_m=sum(p.numel() for p in module.parameters()) / 1e6,
-                            predicted_ms=lut.tables[a.r].predict(adapter.layers(a)) if lut else None, bn=bn))
+        m = Measured(arch=a, spec_id=spec.encode(), accuracy=acc,
+                     latency={key: LatencyStats(t.median_ms, t.p95_ms)}, memory_mb=module_memory_mb(module),
+                     peak_memory_mb=peak, mflops=adapter.mflops(a),
+                     params_m=sum(p.numel() for p in module.parameters()) / 1e6,
+                     predicted_ms=lut.tables[a.r].predict(adapter.layers(a)) if lut else None, bn=bn, form=form)
+        if form != "eager":
+            served = served_form(module, form, x, data.batches("calib", spec.resolution)[:2])
+            ft = measure_latency(served, x, warmup=warmup, runs=runs, threads=threads, clock=clock)
+            m.form_accuracy = top1(served, data, spec.resolution)
+            m.form_latency = {key: LatencyStats(ft.median_ms, ft.p95_ms)}
+        out.append(m)
     return out
 
 
 def keep_front(measured: Sequence[Measured], dev_key: str) -> list[Measured]:
-    """Non-dominated over (median latency, accuracy, memory), sorted fastest first."""
-    front = pareto_front(list(measured), lambda m: (m.latency[dev_key].median, m.accuracy, m.memory_mb))
-    return sorted(front, key=lambda m: m.latency[dev_key].median)
+    """Non-dominated over (median latency, accuracy) of the judged form, sorted fastest first.  Memory is
+    not an objective: every point runs from the shared supernet weights, so a point's own resident cost
+    is its BN statistics, and a slower, less accurate point is never worth keeping for it."""
+    front = pareto_front(list(measured), lambda m: m.judged(dev_key), senses=("min", "max"))
+    return sorted(front, key=lambda m: m.judged(dev_key)[0])
 
 
 def write_table(kept: Sequence[Measured], adapter: MBv3Adapter, table_path: str | Path, *, checkpoint: str,
