@@ -17,7 +17,7 @@ One run, on one machine, interleaved (the machine is shared and noisy):
         --baseline plain_cnn=out/baselines/plain_cnn.pt --baseline mobilenet_v3_small=out/baselines/mobilenet_v3_small.pt
 
 Baseline weights come from `dynofa baselines` (scripts/train_baselines.py).  Writes
-bench/results/domination.{json,md}.
+bench/results/domination.{json,md}, and with ``--plot PNG`` the front of each form beside the baselines.
 """
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,30 +38,11 @@ from dynofa_ros.datasets import load_fmnist  # noqa: E402
 from dynofa_ros.engine.evaluate import evaluate_accuracy  # noqa: E402
 from dynofa_ros.engine.graph_variants import make_variant  # noqa: E402
 from dynofa_ros.engine.pool import SubnetPool, module_bytes, split_point_key  # noqa: E402
-from dynofa_ros.engine.timing import percentile  # noqa: E402
-from dynofa_ros.offline.baselines_train import load_weights  # noqa: E402
+from dynofa_ros.offline.baselines_train import interleaved_latency, load_weights  # noqa: E402
+from dynofa_ros.offline.plot import plot_forms  # noqa: E402
 from dynofa_ros.operating_points import load_table  # noqa: E402
 
 SLACK = 1.1  # the issue's latency allowance
-
-
-def timed_rounds(fns: dict[str, tuple[nn.Module, int]], rounds: int, runs: int) -> dict[str, dict[str, float]]:
-    """Thread-CPU and wall ms per call of each (module, resolution), all modules alternating each round."""
-    samples = {n: {"cpu": [], "wall": []} for n in fns}
-    with torch.inference_mode():
-        for _ in range(rounds):
-            for name, (module, res) in fns.items():
-                x = torch.zeros(1, 1, res, res)
-                for _ in range(3):
-                    module(x)
-                for _ in range(runs):
-                    c0, w0 = time.thread_time(), time.perf_counter()
-                    module(x)
-                    samples[name]["cpu"].append((time.thread_time() - c0) * 1e3)
-                    samples[name]["wall"].append((time.perf_counter() - w0) * 1e3)
-    return {n: {f"{clock}_{stat}_ms": round(fn(v[clock]), 4) for clock in ("cpu", "wall")
-                for stat, fn in (("median", statistics.median), ("p95", lambda t: percentile(t, 95)))}
-            for n, v in samples.items()}
 
 
 def pool_forms(table_path: str) -> tuple[SubnetPool, dict[str, tuple[nn.Module, int]]]:
@@ -151,7 +131,7 @@ def run(args: argparse.Namespace) -> dict:
     base, base_meta = baseline_forms(args.baseline)
     forms.update(base)
     acc = accuracies(forms, table, test_x, test_y)
-    times = timed_rounds(forms, args.rounds, args.runs)
+    times = interleaved_latency(forms, rounds=args.rounds, runs=args.runs)
     rows = {k: {"accuracy": round(acc[k], 4), **times[k]} for k in forms}
     table_ids = [k for k in forms if not k.startswith("baseline:")]
     pool.set_materialised([])
@@ -200,11 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "domination"))
+    ap.add_argument("--plot", help="also write a PNG of every form and baseline (accuracy vs latency)")
     args = ap.parse_args(argv)
     result = run(args)
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     write_md(result, out.with_suffix(".md"))
+    if args.plot:
+        print(f"wrote {plot_forms(result['forms'], args.plot, clock=args.clock)}")
     print(out.with_suffix(".md").read_text())
     return 0
 

@@ -3,7 +3,8 @@
 profile a per-layer LUT on this device -> fit the project's accuracy predictor on measured sub-networks
 -> evolutionary search swept over latency (LUT) or FLOPs limits -> re-measure the candidates for real
 (BN recalibrated, accuracy on the evaluation set, latency on the device, memory) -> keep the
-non-dominated ones over (latency, accuracy, memory) -> BN statistics + operating-point table.
+non-dominated ones over (latency, accuracy) of the judged form (eager, or int8 with --form int8) -> BN
+statistics + operating-point table.
 """
 from __future__ import annotations
 
