@@ -133,6 +133,52 @@ def test_switch_never_builds_under_the_lock_and_the_shared_form_serves_meanwhile
     pool.close()
 
 
+def test_budget_prebuilds_what_fits_by_slice_size(mbv3):
+    """The start-up estimate is the slices a private copy takes, not the supernet storages behind the
+    shared form's views: a budget that fits two private forms gets two built."""
+    from dynofa_ros.engine.graph_variants import extent_bytes, module_bytes
+
+    ids = _ids(mbv3, 4, 9)
+    sizes = [extent_bytes(mbv3.extract(i)) for i in ids]
+    assert all(s < module_bytes(mbv3) / 2 for s in sizes[:1])  # a slice is far below the storage
+    budget = (sizes[0] + sizes[1]) * 1.05
+    pool = SubnetPool(mbv3, [(i, "eager", None) for i in ids] + [(i + "@fused", "fused", None) for i in ids],
+                      device="cpu", memory_budget_mb=budget / 2**20)
+    assert pool.wait_ready(60)
+    built = [k for k, r in pool.memory_report().items() if not r["shared"] and r["materialised"]]
+    assert ids[0] + "@fused" in built and ids[1] + "@fused" in built
+    assert sum(pool.memory_report()[k]["weight_bytes"] for k in built) <= budget
+    pool.close()
+
+
+def test_the_requested_form_is_built_before_older_queued_ones(mbv3, monkeypatch):
+    ids = _ids(mbv3, 4, 11)
+    fused = [i + "@fused" for i in ids]
+    pool = SubnetPool(mbv3, [(i, "eager", None) for i in ids] + [(f, "fused", None) for f in fused],
+                      device="cpu", memory_budget_mb=0.0)
+    assert pool.wait_ready(60)
+    real_build, order, release = pool._build, [], threading.Event()
+
+    def recording_build(entry):
+        order.append(entry.key)
+        if len(order) == 1:
+            release.wait(10)  # hold the first build so the others queue behind it
+        return real_build(entry)
+
+    monkeypatch.setattr(pool, "_build", recording_build)
+    pool.set_materialised(fused[:3])   # queued oldest first
+    deadline = time.monotonic() + 10
+    while not order and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert order == [fused[0]]
+    pool.switch(fused[2])              # the requested form jumps the queue
+    release.set()
+    assert pool.wait_ready(60)
+    assert order == [fused[0], fused[2], fused[1]]
+    assert pool.active_subnet_id() == fused[2]
+    pool.close()
+
+
 def test_set_materialised_builds_and_drops_private_forms(mbv3):
     ids = _ids(mbv3, 3, 7)
     fused = [i + "@fused" for i in ids]

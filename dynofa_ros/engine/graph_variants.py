@@ -305,6 +305,13 @@ def module_bytes(module: nn.Module) -> int:
     return total
 
 
+def extent_bytes(module: nn.Module) -> int:
+    """Bytes of a module's parameter and buffer extents (a view counts its slice, not the storage behind
+    it): what a compact private copy of a weight-shared form takes before any folding or quantisation."""
+    unique = {id(t): t for t in (*module.parameters(), *module.buffers())}
+    return sum(t.numel() * t.element_size() for t in unique.values())
+
+
 def weight_bytes(module: nn.Module) -> int:
     """Bytes of a variant's weights: a frozen graph's own count, else parameters+buffers (storages once)."""
     return module.weight_nbytes if isinstance(module, FrozenGraph) else module_bytes(module)

@@ -34,7 +34,7 @@ from torch import nn
 
 from ..supernet.base import SubnetSpec, Supernet
 from .bn_stats import load_bn_stats
-from .graph_variants import FX_TRACE_LOCK, FrozenGraph, make_variant, module_bytes, weight_bytes
+from .graph_variants import FX_TRACE_LOCK, FrozenGraph, extent_bytes, make_variant, module_bytes, weight_bytes
 from .shared import SharedWeights, private_bytes
 from .timing import resolve_device
 
@@ -255,11 +255,11 @@ class SubnetPool:
         private = [k for k, e in self._entries.items() if not e.shared and e.slot is None]
         if self.memory_budget is None:
             return []
-        used = sum(e.weight_bytes for e in self._entries.values() if e.slot is not None)
+        used = sum(e.weight_bytes for e in self._entries.values() if not e.shared and e.slot is not None)
         room = self.memory_budget - used
         chosen = []
-        for key in private:  # sizes are unknown before a build: estimate by the shared form's weights
-            estimate = module_bytes(self._shared_slot(key).module)
+        for key in private:  # sizes are unknown before a build: estimate by the float copy of the slices
+            estimate = extent_bytes(self._shared_slot(key).module)
             if estimate <= room:
                 chosen.append(key)
                 room -= estimate
