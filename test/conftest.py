@@ -67,7 +67,11 @@ class Probe:
                 self.messages[topic].append((time.monotonic(), time.time(), msg))
         self.node.create_subscription(msg_type, topic, store, qos)
 
-    def publisher(self, msg_type, topic: str, qos=10):
+    def publisher(self, msg_type, topic: str, qos=10, latched: bool = False):
+        """``latched``: the decision topics' transient_local profile (their subscribers require it)."""
+        if latched:
+            from dynofa_ros.nodes.qos import latched_qos
+            qos = latched_qos(qos)
         return self.node.create_publisher(msg_type, topic, qos)
 
     def received(self, topic: str) -> list:

@@ -49,7 +49,7 @@ def _apply_until(probe, pub, msg, done, what: str, timeout: float = 30.0) -> Non
 def nx_setup(ros_graph, probe, tmp_path):
     from dynofa_ros.msg import FrequencyDecision
     root = make_xavier_nx(tmp_path / "nx")
-    pub = probe.publisher(FrequencyDecision, "frequency_decision")
+    pub = probe.publisher(FrequencyDecision, "frequency_decision", latched=True)
     return root, tmp_path / "state" / "actuator.json", pub
 
 
@@ -221,7 +221,7 @@ def test_emulation_kill9_then_restart_releases_the_throttled_processes(ros_graph
     import subprocess
     import sys
     from dynofa_ros.msg import FrequencyDecision
-    pub = probe.publisher(FrequencyDecision, "frequency_decision")
+    pub = probe.publisher(FrequencyDecision, "frequency_decision", latched=True)
     child = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.01)"])
     params = {"backend": "emulation", "dry_run": False, "emulation_pids": [child.pid], "emulation_cores": 1,
               "device_profile": "generic_x86", "state_file": str(tmp_path / "state.json")}

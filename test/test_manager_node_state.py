@@ -100,7 +100,7 @@ def _subscribe_all(probe) -> None:
     """Decisions as their subscribers should take them (latched: what was published before matching too)."""
     from diagnostic_msgs.msg import DiagnosticArray
     from dynofa_ros.msg import FrequencyDecision, SubnetDecision
-    from dynofa_ros.nodes.resource_manager_node import latched_qos
+    from dynofa_ros.nodes.qos import latched_qos
     probe.subscribe(SubnetDecision, "subnet_decision", latched_qos(2))
     probe.subscribe(FrequencyDecision, "frequency_decision", latched_qos(2))
     probe.subscribe(DiagnosticArray, "/diagnostics")
@@ -236,7 +236,7 @@ def _status(workload: str, subnet: str, mode: str = "managed", **target):
 
 def _late_subscriber(probe, msg_type, topic: str) -> list:
     """A new transient_local subscription: what it gets at once is the latched state."""
-    from dynofa_ros.nodes.resource_manager_node import latched_qos
+    from dynofa_ros.nodes.qos import latched_qos
     got: list = []
     probe.node.create_subscription(msg_type, topic, got.append, latched_qos(2))
     return got

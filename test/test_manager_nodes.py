@@ -121,7 +121,7 @@ def test_frequency_actuator_node_applies_and_restores(ros_graph, probe, tmp_path
     root = make_xavier_nx(tmp_path / "nx")
     pol0 = root / "sys/devices/system/cpu/cpufreq/policy0"
     gpu = root / "sys/devices/17000000.gv11b/devfreq/17000000.gv11b"
-    pub = probe.publisher(FrequencyDecision, "frequency_decision")
+    pub = probe.publisher(FrequencyDecision, "frequency_decision", latched=True)
     proc = ros_graph.start("frequency_actuator_node", parameters={"backend": "sysfs", "sysfs_root": str(root), "dry_run": False,
                                                                   "state_file": str(tmp_path / "state.json")})
     probe.wait_for(lambda: pub.get_subscription_count() > 0, 30, "the actuator to subscribe")

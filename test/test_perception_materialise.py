@@ -41,7 +41,7 @@ def test_the_decisions_resident_set_is_applied_by_the_node(ros_graph, probe):
     probe.subscribe(InferenceResult, 'inference_result', qos=100)
     probe.subscribe(DiagnosticArray, '/diagnostics')
     images = probe.publisher(Image, 'image', qos=10)
-    decisions = probe.publisher(SubnetDecision, 'subnet_decision')
+    decisions = probe.publisher(SubnetDecision, 'subnet_decision', latched=True)
     rgb = _image_from_dataset(size=64)
     _wait_ready(probe, images, _raw(rgb, 'rgb8', 0))
     probe.wait_for(lambda: 'resident_private_forms' in _diagnostic_values(probe), 10, 'diagnostics')

@@ -119,7 +119,7 @@ def test_every_encoding_and_transport_gives_the_same_answer_with_the_input_heade
 def test_bad_input_is_counted_and_the_next_good_frame_is_served(raw_and_compressed_nodes, probe, ros_graph):
     from dynofa_ros.msg import PerformanceTarget, SubnetDecision
     raw_pub, compressed_pub = raw_and_compressed_nodes
-    decisions = probe.publisher(SubnetDecision, 'subnet_decision')
+    decisions = probe.publisher(SubnetDecision, 'subnet_decision', latched=True)
     targets = probe.publisher(PerformanceTarget, 'performance_target')
     rgb = _image_from_dataset()
     _wait_ready(probe, raw_pub, _raw(rgb, 'rgb8', 0))
@@ -179,7 +179,7 @@ def test_switches_mid_stream_give_each_processed_frame_exactly_one_result(ros_gr
     probe.subscribe(InferenceResult, 'inference_result', qos=100)
     probe.subscribe(WorkloadStatus, 'workload_status')
     images = probe.publisher(Image, 'image', qos=100)
-    decisions = probe.publisher(SubnetDecision, 'subnet_decision')
+    decisions = probe.publisher(SubnetDecision, 'subnet_decision', latched=True)
     rgb = _image_from_dataset(size=64)
     _wait_ready(probe, images, _raw(rgb, 'rgb8', 0))
 
@@ -204,6 +204,27 @@ def test_switches_mid_stream_give_each_processed_frame_exactly_one_result(ros_gr
     assert all(r.header.stamp.nanosec == r.header.stamp.sec - 1000 for r in results)
     assert status.frames_processed == len(results) + 1  # + the warm-up frame
     assert {r.subnet_id for r in results} <= set(ids) and len({r.subnet_id for r in results}) >= 3
+
+
+def test_a_node_started_after_the_decision_follows_it_at_once(ros_graph, probe):
+    """Decisions are latched: a perception node that starts (or restarts) after the manager decided
+    serves the decided sub-network from its first frames, without waiting for a refresh."""
+    from sensor_msgs.msg import Image
+
+    from dynofa_ros.msg import InferenceResult, SubnetDecision
+    from dynofa_ros.operating_points import load_table
+    table = load_table(shipped_table())
+    decided = next(p.id for p in table.by_latency('cpu') if p.graph_variant == 'eager')  # shared: no build
+    assert decided != max(table.points, key=lambda p: p.accuracy).id  # not where a managed node starts
+    decisions = probe.publisher(SubnetDecision, 'subnet_decision', latched=True)
+    decisions.publish(SubnetDecision(workload=WORKLOAD, subnet_id=decided, reason='before the node'))
+    probe.subscribe(InferenceResult, 'inference_result', qos=100)
+    images = probe.publisher(Image, 'image', qos=10)
+    _start_node(ros_graph)
+    rgb = _image_from_dataset(size=64)
+    _wait_ready(probe, images, _raw(rgb, 'rgb8', 0))
+    images.publish(_raw(rgb, 'rgb8', 1))
+    assert _result_for(probe, 1).subnet_id == decided
 
 
 def test_camera_faster_than_the_model_keeps_latency_bounded_and_counts_drops(ros_graph, probe):

@@ -14,6 +14,7 @@ from rclpy.node import Node
 
 from dynofa_ros.nodes.lifecycle import run_node
 from dynofa_ros.nodes.parameters import describe
+from dynofa_ros.nodes.qos import latched_qos
 from dynofa_ros.msg import FrequencyDecision
 from dynofa_ros.platform.actuators import SysfsFrequencyActuator, WriteResult, default_state_path
 from dynofa_ros.platform.emulation import (LABEL, CgroupCpuBandwidth, detect_cgroup, pids_matching,
@@ -61,7 +62,7 @@ class FrequencyActuatorNode(Node):
             self.get_logger().warning(line)
         self.last: list[WriteResult] = []
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(FrequencyDecision, "frequency_decision", self._on_decision, 10)
+        self.create_subscription(FrequencyDecision, "frequency_decision", self._on_decision, latched_qos())
         self.create_timer(1.0, self._diagnostics)
 
     def _declare(self) -> None:

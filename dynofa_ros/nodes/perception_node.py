@@ -39,6 +39,7 @@ from dynofa_ros.nodes.image_conversion import (array_to_image, check_compressed,
                                                image_to_array)
 from dynofa_ros.nodes.lifecycle import ManagedNode, run_node
 from dynofa_ros.nodes.parameters import describe
+from dynofa_ros.nodes.qos import latched_qos
 from dynofa_ros.operating_points import OperatingPointTable, default_table_path, load_table
 from dynofa_ros.perception.cdr import peek_compressed, peek_image
 from dynofa_ros.perception.classifier import Classification, Classifier
@@ -276,7 +277,7 @@ class PerceptionNode(ManagedNode):
             CompressedImage if self.compressed else Image, self.image_topic, lambda _: None, qos,
             callback_group=NotSpun(), raw=True))  # the inference thread takes from it (FrameTaker)
         self._made(self.destroy_subscription,
-                   self.create_subscription(SubnetDecision, 'subnet_decision', self._on_decision, 10))
+                   self.create_subscription(SubnetDecision, 'subnet_decision', self._on_decision, latched_qos()))
         self._made(self.destroy_subscription,
                    self.create_subscription(PerformanceTarget, 'performance_target', self._on_target, 10))
         # Steady clock: health keeps being reported while a replayed bag pauses (stamps use ROS time).

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState, Temperature
 
 from dynofa_ros.manager.inputs import (MAX_ZONES, Bound, PlatformInputs, WarningLimiter, WorkloadInputs,
@@ -32,6 +31,7 @@ from dynofa_ros.msg import (DomainFrequency, FrequencyDecision, PerformanceTarge
                             WorkloadStatus)
 from dynofa_ros.nodes.lifecycle import ManagedNode, run_node
 from dynofa_ros.nodes.parameters import describe
+from dynofa_ros.nodes.qos import latched_qos
 from dynofa_ros.operating_points import default_table_path, load_table
 from dynofa_ros.platform.profiles import load_profile
 from dynofa_ros.targets import FIELDS, InvalidTarget, Target, parse_target, target_from_msg
@@ -56,12 +56,6 @@ BOUNDS = {
 RATE_BOUND = Bound(0.0, 1000.0)  # <workload>.rate_hz (0: the policy's default)
 RUNTIME_CONFIG = ("memory_budget_mb", "min_dwell_s", "up_margin", "time_budget_ms")
 LATENCY_STATS = ("p95", "median")
-
-
-def latched_qos(depth: int) -> QoSProfile:
-    """Decisions are state: reliable, transient_local, one slot per workload for late subscribers."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(10, depth), reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class ResourceManagerNode(ManagedNode):
