@@ -457,7 +457,8 @@ def test_a_temperature_counts_once_confirmed_and_zones_are_capped():
 
 
 def test_warning_limiter_and_parameter_checks():
-    from dynofa_ros.manager.inputs import Bound, WarningLimiter, check_choice, check_names
+    from dynofa_ros.bounds import Bound
+    from dynofa_ros.manager.inputs import WarningLimiter, check_choice, check_names
     lim = WarningLimiter(period_s=10.0, cap=2)
     assert lim.allow("a", 0.0) == 0 and lim.allow("a", 1.0) is None and lim.allow("a", 2.0) is None
     assert lim.allow("a", 10.5) == 2, "the next warning says how many were held back"

@@ -23,8 +23,8 @@ BROKEN_PROFILES = {
 
 # (executable, parameters, text the fatal line must contain); "{tmp}" is replaced by the test's folder
 CASES = [
-    ("platform_monitor_node", {"rate_hz": 0.0}, "rate_hz must be within (0, 100]"),
-    ("platform_monitor_node", {"rate_hz": 1e9}, "rate_hz must be within (0, 100]"),
+    ("platform_monitor_node", {"rate_hz": 0.0}, "rate_hz must be in (0, 100]"),
+    ("platform_monitor_node", {"rate_hz": 1e9}, "rate_hz must be in (0, 100]"),
     ("platform_monitor_node", {"rate_hz": float("nan")}, "rate_hz"),
     ("platform_monitor_node", {"time_scale": 0.0}, "time_scale"),
     ("platform_monitor_node", {"battery_percent": 150.0}, "battery_percent"),

@@ -7,7 +7,8 @@
   readings, so one 150 C outlier never sets a cap, and a zone nobody refreshes expires like the rest.
 - Every set keyed by a name from the wire is bounded (LRU, with one notice when the cap is first hit):
   temperature zones (a flood of 10,000 zones cannot blow the decision budget) and warning keys.
-- Parameter bounds and enums are checked here too, so start-up and run-time sets share one rule.
+- Parameter enums and names are checked here too (ranges: `dynofa_ros.bounds.Bound`), so start-up and
+  run-time sets share one rule.
 """
 from __future__ import annotations
 
@@ -30,24 +31,6 @@ CONTROL_MODES = ("managed", "manual")
 
 
 # ---------------------------------------------------------------------------------------------- parameters
-@dataclass(frozen=True)
-class Bound:
-    """An inclusive range for a numeric parameter (`lo_open`: lo itself excluded)."""
-    lo: float
-    hi: float
-    lo_open: bool = False
-
-    def check(self, name: str, value: object) -> float:
-        """`value` as a float, or ValueError saying which range it must lie in."""
-        low = f"({self.lo:g}" if self.lo_open else f"[{self.lo:g}"
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{name} must be a number in {low}, {self.hi:g}], got {type(value).__name__}")
-        v = float(value)
-        if not (math.isfinite(v) and (v > self.lo if self.lo_open else v >= self.lo) and v <= self.hi):
-            raise ValueError(f"{name} must be in {low}, {self.hi:g}], got {value!r}")
-        return v
-
-
 def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
     """`value` when it is one of `choices`, else ValueError listing them (never a silent default)."""
     if value not in choices:

@@ -34,6 +34,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from dynofa_ros.bounds import Bound
 from dynofa_ros.msg import InferenceResult, PerformanceTarget, SubnetDecision, WorkloadStatus
 from dynofa_ros.nodes.image_conversion import (array_to_image, check_compressed, check_image, compressed_to_array,
                                                image_to_array)
@@ -94,10 +95,6 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
 RUNTIME = ('subnet_id', 'top_k')
 
 
-def _finite_in(low: float, high: float, low_open: bool = False) -> Callable[[Any], bool]:
-    return lambda v: math.isfinite(v) and (v > low if low_open else v >= low) and v <= high
-
-
 # name -> (valid?, what valid means); checked at start-up so a bad value is one FATAL line
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     'workload': (lambda v: 0 < len(v) <= 64 and v.isprintable(), 'a printable name of 1..64 characters'),
@@ -109,11 +106,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     'transport': (lambda v: v in ('raw', 'compressed'), 'raw or compressed'),
     'qos_reliability': (lambda v: v in ('best_effort', 'reliable'), 'best_effort or reliable'),
     'qos_depth': (lambda v: 1 <= v <= 100, 'an integer 1..100'),
-    'status_rate_hz': (_finite_in(0.0, 100.0, low_open=True), 'in (0, 100] Hz'),
+    'status_rate_hz': (Bound(0.0, 100.0, lo_open=True).holds, 'in (0, 100] Hz'),
     'latency_window': (lambda v: 1 <= v <= 100_000, 'an integer 1..100000'),
-    'diagnostics_window_s': (_finite_in(0.5, 3600.0), 'in [0.5, 3600] s'),
-    'no_publisher_warn_s': (_finite_in(0.0, 3600.0), 'in [0, 3600] s (0: never)'),
-    'memory_budget_mb': (_finite_in(0.0, math.inf), 'finite and >= 0 (0: no budget)'),
+    'diagnostics_window_s': (Bound(0.5, 3600.0).holds, 'in [0.5, 3600] s'),
+    'no_publisher_warn_s': (Bound(0.0, 3600.0).holds, 'in [0, 3600] s (0: never)'),
+    'memory_budget_mb': (Bound(0.0, 1e9).holds, 'in [0, 1e9] MiB (0: no budget)'),
     'max_pixels': (lambda v: v > 0, '> 0'),
 }
 

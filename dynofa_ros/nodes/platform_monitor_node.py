@@ -12,6 +12,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
 
+from dynofa_ros.bounds import Bound
 from dynofa_ros.nodes.lifecycle import run_node
 from dynofa_ros.nodes.parameters import describe
 from dynofa_ros.msg import FrequencyDecision, PlatformLoad, WorkloadStatus
@@ -26,6 +27,7 @@ _STATUS = {"Charging": BatteryState.POWER_SUPPLY_STATUS_CHARGING,
 MAX_RATE_HZ = 100.0       # beyond this the timer is a busy loop that only burns the CPU it measures
 MAX_TIME_SCALE = 10000.0
 AMBIENT_RANGE_C = (-60.0, 150.0)
+LOAD_BOUND = Bound(0.0, 1.0)  # background_cpu_load / background_gpu_load, a share of the processor
 UTIL_FRESH_S = 5.0        # a workload's status older than this no longer counts as load
 MAX_WORKLOADS = 64        # workload names come from messages: bounded, stale ones pruned first
 
@@ -76,15 +78,11 @@ class PlatformMonitorNode(Node):
     @staticmethod
     def _validate(gp) -> None:
         """Every start-up parameter, so a bad one is one fatal line instead of a busy loop or a traceback."""
-        def within(name: str, lo: float, hi: float, lo_open: bool = False) -> None:
-            v = float(gp(name))
-            if not (lo < v <= hi if lo_open else lo <= v <= hi):
-                raise ValueError(f"{name} must be within {'(' if lo_open else '['}{lo:g}, {hi:g}], got {v:g}")
-        within("rate_hz", 0.0, MAX_RATE_HZ, lo_open=True)
-        within("time_scale", 0.0, MAX_TIME_SCALE, lo_open=True)
-        within("battery_percent", 0.0, 100.0)
+        Bound(0.0, MAX_RATE_HZ, lo_open=True).check("rate_hz", gp("rate_hz"))
+        Bound(0.0, MAX_TIME_SCALE, lo_open=True).check("time_scale", gp("time_scale"))
+        Bound(0.0, 100.0).check("battery_percent", gp("battery_percent"))
         for name in ("background_cpu_load", "background_gpu_load"):
-            within(name, 0.0, 1.0)
+            LOAD_BOUND.check(name, gp(name))
         reason = PlatformMonitorNode._ambient_error(gp("ambient_c"))
         if reason:
             raise ValueError(reason)
@@ -101,9 +99,9 @@ class PlatformMonitorNode(Node):
     def _on_parameters(self, params) -> SetParametersResult:
         for prm in params:
             if prm.name in ("background_cpu_load", "background_gpu_load"):
-                v = prm.value
-                if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
-                    return SetParametersResult(successful=False, reason=f"{prm.name} must be within 0..1")
+                if not LOAD_BOUND.holds(prm.value):
+                    return SetParametersResult(successful=False,
+                                               reason=f"{prm.name} must be {LOAD_BOUND.describe()}")
             if prm.name == "ambient_c" and (reason := self._ambient_error(float(prm.value))):
                 return SetParametersResult(successful=False, reason=reason)
         if self.simulated:

@@ -24,7 +24,8 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState, Temperature
 
-from dynofa_ros.manager.inputs import (MAX_ZONES, Bound, PlatformInputs, WarningLimiter, WorkloadInputs,
+from dynofa_ros.bounds import Bound
+from dynofa_ros.manager.inputs import (MAX_ZONES, PlatformInputs, WarningLimiter, WorkloadInputs,
                                        check_choice, check_names)
 from dynofa_ros.manager.policy import PolicyConfig, PolicyDecision, ResourcePolicy, WorkloadFeedback
 from dynofa_ros.msg import (DomainFrequency, FrequencyDecision, PerformanceTarget, PlatformLoad, SubnetDecision,
