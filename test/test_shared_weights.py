@@ -83,6 +83,22 @@ def test_vit_points_equal_extract(vit, images):
         assert _max_diff(module, private, x[:4], batch=1) <= TOL, sid
 
 
+def test_conv_stem_vit_shares_its_stem_and_equals_extract(images):
+    """The 28-px ViT preset tokenises with a conv stem: its shared forms alias the stem too."""
+    from dynofa_ros.supernet.checkpoint import build_supernet
+    from dynofa_ros.supernet.configs import preset_config
+
+    torch.manual_seed(0)
+    sn = build_supernet("elastic_vit", preset_config("elastic_vit", "fmnist28")).eval()
+    shared = SharedWeights(sn)
+    rng = random.Random(4)
+    for spec in (sn.smallest(), sn.random_spec(rng), sn.largest()):
+        module = shared.module(spec)
+        x = preprocess(images[:FEW], spec.resolution)
+        assert _max_diff(module, sn.extract(spec), x) <= TOL, spec.encode()
+        assert module.stem[0].weight.data_ptr() == sn.stem[0].weight.data_ptr()
+
+
 @pytest.mark.skipif(not PRESET28.exists(), reason="28-px preset checkpoint not built on this machine")
 def test_preset28_largest_smallest_equal_extract(images):
     sn, _ = load_supernet(PRESET28)

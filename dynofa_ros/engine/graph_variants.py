@@ -177,14 +177,14 @@ def own_inference_copy(module: nn.Module) -> nn.Module:
 
 def default_example(module: nn.Module) -> torch.Tensor:
     """A zero input for tracing when the caller gives none: channels from the first conv; the size from a
-    ViT's position table (grid x patch), else DEFAULT_TRACE_RESOLUTION (a conv net's trace is size-free)."""
+    ViT's position table (grid x its total patch stride), else DEFAULT_TRACE_RESOLUTION (a conv net's trace is size-free)."""
     conv = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
     if conv is None:
         raise ValueError("cannot derive an example input (no Conv2d): pass example=")
     res = DEFAULT_TRACE_RESOLUTION
-    pos, patch = getattr(module, "pos_embed", None), getattr(module, "patch_embed", None)
-    if isinstance(pos, torch.Tensor) and isinstance(patch, nn.Conv2d):
-        res = math.isqrt(pos.shape[-2]) * patch.stride[0]
+    pos, patch = getattr(module, "pos_embed", None), getattr(module, "patch", None)
+    if isinstance(pos, torch.Tensor) and isinstance(patch, int):
+        res = math.isqrt(pos.shape[-2]) * patch
     return torch.zeros(1, conv.in_channels, res, res, device=conv.weight.device, dtype=conv.weight.dtype)
 
 

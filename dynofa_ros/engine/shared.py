@@ -228,6 +228,8 @@ class SharedWeights:
     def _share_vit(self, sub: nn.Module, spec: SubnetSpec) -> None:
         assert isinstance(spec, ViTSpec) and isinstance(self.supernet, ElasticViTSupernet)
         sn, cfg, w = self.supernet, self.supernet.config(), spec.embed
+        if sn.stem is not None:
+            _bind_same(sub.stem, sn.stem)
         _bind(sub.patch_embed, "weight", _prefix(sn.patch_embed.weight, sub.patch_embed.weight.shape))
         _bind(sub.patch_embed, "bias", sn.patch_embed.bias.detach()[:w])
         grid = spec.resolution // cfg["patch"]

@@ -144,20 +144,36 @@ class _StaticLayer(nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
 
 
+def _tokenizer(in_channels: int, embed: int, patch: int, stem_channels: int) -> tuple[nn.Module | None, nn.Conv2d]:
+    """(stem, patch_embed). Without a stem: one patch x patch conv.  With ``stem_channels``: a 3x3 stride-2
+    conv + GELU, then a 3x3 stride-2 conv to the embedding (patch 4). Early convolutions make a small ViT
+    train far faster (Xiao et al. 2021, "Early convolutions help transformers see better")."""
+    if not stem_channels:
+        return None, nn.Conv2d(in_channels, embed, patch, stride=patch)
+    if patch != 4:
+        raise ValueError(f"a conv stem tokenises with stride 4; got patch {patch}")
+    return (nn.Sequential(nn.Conv2d(in_channels, stem_channels, 3, 2, 1), nn.GELU()),
+            nn.Conv2d(stem_channels, embed, 3, 2, 1))
+
+
 class ViTSubnet(nn.Module):
     """A standalone (non-elastic) ViT sub-network extracted from :class:`ElasticViTSupernet`."""
 
     def __init__(self, in_channels: int, patch: int, resolution: int, embed: int,
-                 layers: tuple[tuple[int, int], ...], head_dim: int, n_classes: int, eps: float) -> None:
+                 layers: tuple[tuple[int, int], ...], head_dim: int, n_classes: int, eps: float,
+                 stem_channels: int = 0) -> None:
         super().__init__()
         grid = resolution // patch
-        self.patch_embed = nn.Conv2d(in_channels, embed, patch, stride=patch)
+        self.patch = patch  # total stride from pixels to tokens (graph_variants derives example inputs from it)
+        self.stem, self.patch_embed = _tokenizer(in_channels, embed, patch, stem_channels)
         self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid, embed))
         self.layers = nn.ModuleList(_StaticLayer(embed, h, head_dim, m * embed, eps) for h, m in layers)
         self.norm = nn.LayerNorm(embed, eps=eps)
         self.head = nn.Linear(embed, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stem is not None:
+            x = self.stem(x)
         x = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
         for layer in self.layers:
             x = layer(x)
@@ -173,19 +189,21 @@ class ElasticViTSupernet(Supernet):
     def __init__(self, n_classes: int = 10, in_channels: int = 1, patch: int = 4,
                  embed_list=(48, 64, 96), depth_list=(2, 3, 4, 5, 6), heads_list=(2, 3, 4),
                  mlp_ratio_list=(2, 3, 4), head_dim: int = 16, resolutions=(16, 20, 24, 28, 32),
-                 eps: float = 1e-6) -> None:
+                 eps: float = 1e-6, stem_channels: int = 0) -> None:
         super().__init__()
         self._config = dict(n_classes=n_classes, in_channels=in_channels, patch=patch,
                             embed_list=sorted(embed_list), depth_list=sorted(depth_list),
                             heads_list=sorted(heads_list), mlp_ratio_list=sorted(mlp_ratio_list),
                             head_dim=head_dim, resolutions=sorted(resolutions), eps=eps)
+        if stem_channels:  # only then in the config: older checkpoints' configs stay as they were
+            self._config["stem_channels"] = stem_channels
         for r in resolutions:
             if r % patch:
                 raise ValueError(f"resolution {r} is not a multiple of the patch size {patch}")
         c = self._config
         e_max = max(c["embed_list"])
         grid = max(c["resolutions"]) // patch
-        self.patch_embed = nn.Conv2d(in_channels, e_max, patch, stride=patch)
+        self.stem, self.patch_embed = _tokenizer(in_channels, e_max, patch, stem_channels)
         self.pos_embed = nn.Parameter(torch.randn(1, grid * grid, e_max) * 0.02)
         self.layers = nn.ModuleList(_ElasticLayer(e_max, max(c["heads_list"]), head_dim, max(c["mlp_ratio_list"]))
                                     for _ in range(max(c["depth_list"])))
@@ -241,7 +259,10 @@ class ElasticViTSupernet(Supernet):
         assert isinstance(spec, ViTSpec)
         w = spec.embed
         grid = x.shape[-1] // self._config["patch"]
-        x = F.conv2d(x, self.patch_embed.weight[:w], self.patch_embed.bias[:w], stride=self._config["patch"])
+        if self.stem is not None:
+            x = self.stem(x)
+        pe = self.patch_embed
+        x = F.conv2d(x, pe.weight[:w], pe.bias[:w], stride=pe.stride, padding=pe.padding)
         x = x.flatten(2).transpose(1, 2) + _grid_pos_embed(self.pos_embed, grid)[..., :w]
         for layer, (h, m) in zip(self.layers, spec.layers):
             x = layer(x, w, h, m)
@@ -253,7 +274,9 @@ class ElasticViTSupernet(Supernet):
         c = self._config
         w = spec.embed
         sub = ViTSubnet(c["in_channels"], c["patch"], spec.resolution, w, spec.layers, c["head_dim"],
-                        c["n_classes"], c["eps"])
+                        c["n_classes"], c["eps"], c.get("stem_channels", 0))
+        if self.stem is not None:
+            sub.stem.load_state_dict(self.stem.state_dict())
         sub.patch_embed.weight.copy_(self.patch_embed.weight[:w])
         sub.patch_embed.bias.copy_(self.patch_embed.bias[:w])
         sub.pos_embed.copy_(_grid_pos_embed(self.pos_embed, spec.resolution // c["patch"])[..., :w])
