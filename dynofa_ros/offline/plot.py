@@ -16,6 +16,18 @@ class PlotPoint:
     accuracy: float
 
 
+def _save(fig, out: str | Path) -> Path:
+    """Write ``fig`` to ``out`` (folders created) and release it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def plot_front(table: OperatingPointTable, device: str, out: str | Path, *, title: str | None = None,
                candidates: Sequence[PlotPoint] = (), baselines: Sequence[PlotPoint] = (),
                baseline_note: str = "") -> Path:
@@ -53,12 +65,7 @@ def plot_front(table: OperatingPointTable, device: str, out: str | Path, *, titl
     ax.set_title(title or f"{table.supernet.family} operating points on {device}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_forms(rows: dict[str, dict], out: str | Path, *, clock: str = "cpu", title: str | None = None) -> Path:
@@ -96,9 +103,4 @@ def plot_forms(rows: dict[str, dict], out: str | Path, *, clock: str = "cpu", ti
     ax.set_title(title or "operating points in every form vs static baselines")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
