@@ -98,6 +98,9 @@ def plot_forms(rows: dict[str, dict], out: str | Path, *, clock: str = "cpu", ti
         ax.scatter([x], [y], marker=markers[i % len(markers)], s=60, color="black", zorder=4,
                    label=f"static {name}")
     ax.set_xscale("log")
+    from matplotlib.ticker import FormatStrFormatter
+    for axis_format in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+        axis_format(FormatStrFormatter("%g"))
     ax.set_xlabel(f"latency, batch 1, one thread (median {clock} ms, log scale)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(title or "operating points in every form vs static baselines")
