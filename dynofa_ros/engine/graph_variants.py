@@ -14,9 +14,9 @@
 - ``int8``: static post-training quantisation (torch.ao FX ``prepare_fx``/``convert_fx`` with the default
   qconfig mapping of the machine's engine, see `quantized_engine`/`int8_qconfig_mapping`: ``fbgemm`` on
   x86, ``qnnpack`` on ARM; per-channel weights, histogram-calibrated activations), calibrated on
-  caller-given image batches, then traced and frozen like ``frozen`` (0.12-0.20x eager, top-1 within
-  0.2 pp on the MBv3 points here). CPU only; its accuracy differs from eager, so the offline step
-  (``dynofa_ros.offline.variants``) measures it and keeps it only within a tolerance.
+  caller-given image batches, then traced and frozen like ``frozen`` (0.10-0.18x eager, top-1 within
+  0.25 pp on the shipped MBv3 tables' points). CPU only; its accuracy differs from eager, so the offline
+  step (``dynofa_ros.offline.variants``) measures it and keeps it only within a tolerance.
 
 ``frozen`` and ``int8`` hold their own weight copy (never the caller's or the supernet's storages): that
 copy is the memory the pool's budget trades. They may be built from an extracted module or from the
