@@ -37,10 +37,10 @@ from torch import nn  # noqa: E402
 from dynofa_ros.datasets import load_fmnist  # noqa: E402
 from dynofa_ros.engine.evaluate import evaluate_accuracy  # noqa: E402
 from dynofa_ros.engine.graph_variants import make_variant  # noqa: E402
-from dynofa_ros.engine.pool import SubnetPool, module_bytes, split_point_key  # noqa: E402
+from dynofa_ros.engine.pool import SubnetPool, module_bytes  # noqa: E402
 from dynofa_ros.offline.baselines_train import interleaved_latency, load_weights  # noqa: E402
 from dynofa_ros.offline.plot import plot_forms  # noqa: E402
-from dynofa_ros.operating_points import load_table  # noqa: E402
+from dynofa_ros.operating_points import load_table, split_point_key  # noqa: E402
 
 SLACK = 1.1  # the latency allowance
 

@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from dynofa_ros.engine.bn_stats import load_bn_state, load_bn_stats  # noqa: E402
-from dynofa_ros.engine.pool import SubnetPool, split_point_key  # noqa: E402
+from dynofa_ros.engine.pool import SubnetPool  # noqa: E402
+from dynofa_ros.operating_points import split_point_key  # noqa: E402
 from dynofa_ros.engine.timing import resolve_device, summarize, time_call  # noqa: E402
 from dynofa_ros.operating_points import load_table, resolve_bn_stats, resolve_checkpoint  # noqa: E402
 from dynofa_ros.supernet.checkpoint import load_supernet  # noqa: E402

@@ -223,8 +223,8 @@ def _own_report(adapter, results, measured, kept, dev_key: str) -> dict:
             "candidates": [{"id": m.spec_id, "accuracy": m.accuracy, "latency_ms": m.latency[dev_key].median,
                             "p95_ms": m.latency[dev_key].p95, "lut_predicted_ms": m.predicted_ms,
                             "memory_mb": m.memory_mb, "peak_memory_mb": m.peak_memory_mb, "mflops": m.mflops,
-                            **({f"{m.form}_accuracy": m.form_accuracy, f"{m.form}_latency_ms": m.form_latency[dev_key].median}
-                               if m.form_latency else {}),
+                            **({f"{m.form}_accuracy": m.form_accuracy,
+                                f"{m.form}_latency_ms": m.form_latency[dev_key].median} if m.form_latency else {}),
                             "kept": m.spec_id in kept_ids} for m in measured]}
 
 

@@ -53,6 +53,13 @@ class SupernetInfo:
     calibration_images: str | None = None  # uint8 [N, C, H, W] tensor file for int8 calibration, resolved like `checkpoint`
 
 
+def split_point_key(point_id: str) -> tuple[str, str]:
+    """(sub-network id, graph variant) of a point id: ``<sub-network id>[@<graph variant>]``, eager
+    without a suffix. The id is also the pool's key, so every form of a sub-network shares its prefix."""
+    subnet_id, _, variant = point_id.partition("@")
+    return subnet_id, variant or "eager"
+
+
 @dataclass(frozen=True)
 class OperatingPoint:
     id: str

@@ -34,8 +34,9 @@ def test_the_decisions_resident_set_is_applied_by_the_node(ros_graph, probe):
     from sensor_msgs.msg import Image
 
     from dynofa_ros.msg import InferenceResult, SubnetDecision
+    from dynofa_ros.operating_points import split_point_key
     variants = _frozen_variants()
-    base = [v.split('@')[0] for v in variants]
+    base = [split_point_key(v)[0] for v in variants]
     _start_node(ros_graph, memory_budget_mb=0.001, initial_subnet=base[0],
                 qos_reliability='reliable', qos_depth=10)
     probe.subscribe(InferenceResult, 'inference_result', qos=100)

@@ -31,8 +31,9 @@ def _active_after(probe, t0: float) -> str | None:
 
 
 def _subnet(point_id: str | None) -> str | None:
-    """The sub-network of a point id (its forms share it): the id without @variant."""
-    return None if point_id is None else point_id.split('@')[0]
+    """The sub-network of a point id (its forms share it), None for no status yet."""
+    from dynofa_ros.operating_points import split_point_key
+    return None if point_id is None else split_point_key(point_id)[0]
 
 
 def _decided(probe) -> str:

@@ -177,7 +177,8 @@ def own_inference_copy(module: nn.Module) -> nn.Module:
 
 def default_example(module: nn.Module) -> torch.Tensor:
     """A zero input for tracing when the caller gives none: channels from the first conv; the size from a
-    ViT's position table (grid x its total patch stride), else DEFAULT_TRACE_RESOLUTION (a conv net's trace is size-free)."""
+    ViT's position table (grid x its total patch stride), else DEFAULT_TRACE_RESOLUTION (a conv net's
+    trace is size-free)."""
     conv = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
     if conv is None:
         raise ValueError("cannot derive an example input (no Conv2d): pass example=")

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..operating_points import split_point_key
 from ..supernet.base import SubnetSpec, Supernet
 from .bn_stats import load_bn_stats
 from .graph_variants import FX_TRACE_LOCK, FrozenGraph, extent_bytes, make_variant, module_bytes, weight_bytes
@@ -43,17 +44,6 @@ _log = logging.getLogger(__name__)
 # resolution -> a few calibration batches at that resolution (static int8 quantisation needs them)
 CalibrationSource = Callable[[int], list[torch.Tensor]]
 CALIBRATION_BATCH = 256  # the offline step's batch size: histogram observers depend on the split
-
-
-def point_key(subnet_id: str, graph_variant: str = "eager") -> str:
-    """Pool key of a (sub-network, graph variant) pair: the id itself for eager, ``id@variant`` else."""
-    return subnet_id if graph_variant == "eager" else f"{subnet_id}@{graph_variant}"
-
-
-def split_point_key(key: str) -> tuple[str, str]:
-    """Inverse of :func:`point_key`."""
-    subnet_id, _, variant = key.partition("@")
-    return subnet_id, variant or "eager"
 
 
 @dataclass(frozen=True)

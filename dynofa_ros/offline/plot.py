@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from dynofa_ros.offline.search import pareto_front
-from dynofa_ros.operating_points import OperatingPointTable
+from dynofa_ros.operating_points import OperatingPointTable, split_point_key
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,7 @@ def plot_forms(rows: dict[str, dict], out: str | Path, *, clock: str = "cpu", ti
         if key.startswith("baseline:"):
             baselines.append((key.removeprefix("baseline:"), r[lat], 100 * r["accuracy"]))
         else:
-            form = key.rsplit("@", 1)[1] if "@" in key else "eager"
-            forms.setdefault(form, []).append((r[lat], 100 * r["accuracy"]))
+            forms.setdefault(split_point_key(key)[1], []).append((r[lat], 100 * r["accuracy"]))
     fig, ax = plt.subplots(figsize=(9.5, 5), dpi=120)
     for form, pts in sorted(forms.items()):
         front = sorted(pareto_front(pts, lambda p: p, senses=("min", "max")))

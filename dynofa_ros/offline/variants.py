@@ -28,7 +28,7 @@ from dynofa_ros.engine.timing import percentile, time_call
 from dynofa_ros.offline.pipeline import EvalData
 from dynofa_ros.offline.profiler import module_memory_mb, num_threads
 from dynofa_ros.operating_points import (LatencyStats, OperatingPoint, OperatingPointTable, load_table,
-                                         resolve_bn_stats, resolve_checkpoint, save_table)
+                                         resolve_bn_stats, resolve_checkpoint, save_table, split_point_key)
 
 BUILT_VARIANTS = ("frozen", "int8")
 DEFAULT_TOLERANCE = 0.005      # top-1 share (0.5 percentage points)
@@ -108,7 +108,7 @@ def variant_memory_mb(module: nn.Module) -> float:
 def materialise(supernet, table_path: str | os.PathLike, point: OperatingPoint) -> nn.Module:
     """The eager module of a point's sub-network (id without its ``@variant``): extracted, its stored BN
     statistics restored (as the pool does)."""
-    subnet_id = point.id.partition("@")[0]
+    subnet_id = split_point_key(point.id)[0]
     module = supernet.extract(subnet_id)
     bn_path = resolve_bn_stats(table_path, point)
     if bn_path is not None:
