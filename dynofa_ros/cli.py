@@ -142,8 +142,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     import torch
 
     from dynofa_ros.datasets import FMNIST_LABELS, FMNIST_MEAN, FMNIST_STD
-    from dynofa_ros.offline.pipeline import (build_lut, keep_front, remeasure, run_search, search_cost,
-                                             unique_candidates, write_table)
+    from dynofa_ros.offline.pipeline import (build_lut, keep_front, refine_predictor, remeasure, run_search,
+                                             search_cost, unique_candidates, write_table)
     from dynofa_ros.offline.profiler import device_key
 
     torch.set_num_threads(args.eval_threads or args.threads)  # accuracy passes; latency runs use --threads
@@ -158,14 +158,28 @@ def cmd_search(args: argparse.Namespace) -> int:
                         form=args.form)
     elif args.form != "eager" and args.metric == "latency":
         sys.exit(f"dynofa search --form {args.form}: give --lut (a folder for that form's per-layer LUT)")
-    predictor, samples = _own_predictor(args, adapter)
+    predictor, samples, predictor_data = _own_predictor(args, adapter)
     t0 = time.perf_counter()
     model = search_cost(adapter, args.metric, lut)
     print(f"cost range {model.low:.3f} .. {model.high:.3f} {'ms' if args.metric == 'latency' else 'MFLOPs'} "
           "(found over the whole space)")
     limits = _limits(args.limits) if args.limits else model.default_limits(args.n_limits)
-    results = _sweep_or_exit(lambda lims, on_skip: run_search(adapter, predictor, model, limits=lims,
-                                                              params=_params(args), on_skip=on_skip), limits)
+
+    def search(pred):
+        return _sweep_or_exit(lambda lims, on_skip: run_search(adapter, pred, model, limits=lims,
+                                                               params=_params(args), on_skip=on_skip), limits)
+
+    if samples and args.refine_rounds:
+        n0 = len(samples)
+        predictor, samples, results = refine_predictor(adapter, samples, predictor_data, search,
+                                                       rounds=args.refine_rounds, seed=args.seed)
+        print(f"predictor refined on {len(samples) - n0} measured winners ({len(samples)} samples)")
+        if args.predictor:
+            predictor.save(args.predictor)
+    else:
+        if args.refine_rounds:
+            print("predictor loaded: no refinement (its samples are not stored; delete the file to refit)")
+        results = search(predictor)
     search_s = time.perf_counter() - t0
     cands = unique_candidates(results, key=lambda a: a)
     # the space's extremes are always re-measured too, so the kept front spans the whole trade-off even
@@ -201,18 +215,19 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _own_predictor(args: argparse.Namespace, adapter):
-    """The project's accuracy predictor: loaded from --predictor if present, else fitted and saved."""
+    """The project's accuracy predictor, its samples and their data: loaded from --predictor if present
+    (no samples then), else fitted and saved."""
     from dynofa_ros.offline.acc_predictor import MLPAccuracyPredictor
     from dynofa_ros.offline.pipeline import train_predictor
 
     if args.predictor and Path(args.predictor).exists():
         print(f"predictor loaded from {args.predictor}")
-        return MLPAccuracyPredictor.load(args.predictor), []
-    predictor, samples = train_predictor(adapter, _eval_data(args, "train", args.predictor_eval),
-                                         args.predictor_samples, seed=args.seed)
+        return MLPAccuracyPredictor.load(args.predictor), [], None
+    data = _eval_data(args, "train", args.predictor_eval)
+    predictor, samples = train_predictor(adapter, data, args.predictor_samples, seed=args.seed)
     if args.predictor:
         predictor.save(args.predictor)
-    return predictor, samples
+    return predictor, samples, data
 
 
 def _own_report(adapter, results, measured, kept, dev_key: str) -> dict:
@@ -483,8 +498,13 @@ def _add_search(sub) -> None:
     se.add_argument("--lut-stat", choices=["median", "min"], default="median",
                     help="statistic for LUT entries profiled during search (match the existing table)")
     se.add_argument("--predictor", help="own accuracy predictor file: loaded if present, else trained and saved")
-    se.add_argument("--predictor-samples", type=int, default=60, help="measured sub-networks to fit the predictor")
+    se.add_argument("--predictor-samples", type=int, default=60,
+                    help="random sub-networks measured to fit the predictor (besides the largest, the smallest "
+                         "and the space's corners)")
     se.add_argument("--predictor-eval", type=int, default=2000, help="training-set images per predictor sample")
+    se.add_argument("--refine-rounds", type=int, default=2,
+                    help="rounds of measuring the sweep's new winners on the predictor's data and refitting "
+                         "before the final sweep (0: none; a loaded predictor is not refined)")
     se.add_argument("--calib", type=int, default=2000, help="BN calibration images")
     se.add_argument("--eval-n", type=int, default=None, help="test images for re-measurement (default all)")
     se.add_argument("--data", help="Fashion-MNIST folder (default /usr/share/datasets/fashion-mnist)")
