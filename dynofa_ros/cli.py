@@ -143,7 +143,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from dynofa_ros.datasets import FMNIST_LABELS, FMNIST_MEAN, FMNIST_STD
     from dynofa_ros.offline.pipeline import (build_lut, keep_front, refine_predictor, remeasure, run_search,
-                                             search_cost, unique_candidates, write_table)
+                                             search_cost, unique_candidates, widest_twin, write_table)
     from dynofa_ros.offline.profiler import device_key
 
     torch.set_num_threads(args.eval_threads or args.threads)  # accuracy passes; latency runs use --threads
@@ -182,12 +182,15 @@ def cmd_search(args: argparse.Namespace) -> int:
         results = search(predictor)
     search_s = time.perf_counter() - t0
     cands = unique_candidates(results, key=lambda a: a)
+    if args.form != "eager":
+        cands += [t for t in dict.fromkeys(widest_twin(adapter, a) for a in cands) if t not in cands]
     # the space's extremes are always re-measured too, so the kept front spans the whole trade-off even
     # where the predictor (fitted on few samples) misranks near the ends
     for anchor in (adapter.from_spec(sn.smallest()), adapter.from_spec(sn.largest())):
         if anchor not in cands:
             cands.append(anchor)
-    print(f"search: {len(limits)} limits, {len(cands)} distinct candidates (with the smallest and largest) "
+    twins = ", each winner's widest twin" if args.form != "eager" else ""
+    print(f"search: {len(limits)} limits, {len(cands)} distinct candidates (with the smallest and largest{twins}) "
           f"in {search_s:.1f}s")
     test_data = _eval_data(args, "test", args.eval_n)
     measured = remeasure(adapter, cands, test_data, device=args.device,
@@ -289,6 +292,8 @@ def _search_ofa_imagenet(args: argparse.Namespace) -> int:
                              limits)
     wall = time.perf_counter() - t0
     cands = unique_candidates(results, key=lambda a: a)
+    if args.form != "eager":
+        cands += [t for t in dict.fromkeys(widest_twin(adapter, a) for a in cands) if t not in cands]
     scores = dict(zip(cands, acc(cands)))
     front = sorted(pareto_front(cands, lambda a: (cost(a), scores[a]), senses=("min", "max")), key=cost)
     rows = [{"config": a.as_ofa(), "predicted_accuracy": scores[a], "lut_latency_ms": cost(a)} for a in front]

@@ -129,6 +129,20 @@ _POINT_KEYS = {"id", "architecture", "graph_variant", "bn_stats", "resolution", 
                "params_m", "memory_mb", "latency_ms"}
 
 
+def dominated_rows(table: OperatingPointTable, device: str, stat: str = "median") -> list[str]:
+    """Ids of rows that another row of the same graph form beats: no slower on ``device``, no less
+    accurate, better in one.  Forms are compared only with themselves: an eager row stays worth shipping
+    beside a faster int8 row (int8 runs on a CPU only, and its accuracy is its own)."""
+    from dynofa_ros.offline.search import dominates
+
+    def objectives(p: OperatingPoint) -> tuple[float, float]:
+        return p.latency(device, stat), p.accuracy
+
+    return [p.id for p in table.points
+            if any(q.graph_variant == p.graph_variant and dominates(objectives(q), objectives(p), ("min", "max"))
+                   for q in table.points)]
+
+
 def _check_keys(obj: Any, where: str, required: set[str], allowed: set[str]) -> dict:
     if not isinstance(obj, dict):
         raise TableError(f"{where}: expected a mapping, got {type(obj).__name__}")

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from dynofa_ros.offline.variants import DEFAULT_CALIB_IMAGES, DEFAULT_TOLERANCE, add_variant_points, fmnist_data, format_result  # noqa: E402
-from dynofa_ros.operating_points import load_table, save_table  # noqa: E402
+from dynofa_ros.operating_points import load_table, resolve_bn_stats, save_table  # noqa: E402
 
 
 def main() -> int:
@@ -42,7 +42,19 @@ def main() -> int:
     table = load_table(out)
     save_table(replace(table, supernet=replace(table.supernet, calibration_images=str(rel))), out)
     print(f"wrote {out} ({sum(r.kept for r in results)} variant points kept of {len(results)}) and {rel}")
+    drop_unreferenced_bn(out)
     return 0
+
+
+def drop_unreferenced_bn(table_path: Path) -> None:
+    """Remove the BN files in the table's own bn/<table name>/ folder that no row names any more
+    (sub-networks whose every row was dropped as dominated)."""
+    folder = table_path.parent / "bn" / table_path.stem
+    used = {path.resolve() for path in (resolve_bn_stats(table_path, p) for p in load_table(table_path).points) if path}
+    for f in sorted(folder.glob("*.pt")):
+        if f.resolve() not in used:
+            f.unlink()
+            print(f"removed {f} (no row of {table_path.name} uses it)")
 
 
 if __name__ == "__main__":

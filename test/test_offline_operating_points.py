@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from dynofa_ros.operating_points import (LatencyStats, Normalization, OperatingPoint, OperatingPointTable,
-                                         SupernetInfo, TableError, load_table, resolve_bn_stats, save_table,
-                                         table_to_dict)
+                                         SupernetInfo, TableError, dominated_rows, load_table, resolve_bn_stats,
+                                         save_table, table_to_dict)
 
 
 def _table() -> OperatingPointTable:
@@ -147,3 +147,24 @@ def test_variant_ids_carry_their_graph_variant(tmp_path):
     path.write_text(yaml.safe_dump(table))
     with pytest.raises(TableError, match='does not match graph_variant'):
         load_table(path)
+
+
+def test_dominated_rows_are_judged_within_their_form():
+    """net2 is beaten by a faster, more accurate eager row; an int8 row faster than every eager row
+    dominates nothing outside its form, and is itself judged only against int8 rows."""
+    t = _table()
+    slow = replace(t.points[1], latency_ms={"cpu@1t": LatencyStats(6.0, 7.0), "cuda": LatencyStats(1.0, 1.2)})
+    int8 = replace(t.points[0], id="net1@int8", graph_variant="int8", accuracy=0.95,
+                   latency_ms={"cpu@1t": LatencyStats(0.5, 0.6), "cuda": LatencyStats(9.0, 9.0)})
+    t = replace(t, points=(t.points[0], slow, t.points[2], int8))
+    assert dominated_rows(t, "cpu@1t") == ["net2"]
+    assert dominated_rows(t, "cuda") == []  # on cuda net2 is the fastest eager row
+
+
+def test_default_table_has_no_dominated_row():
+    """The shipped default table is a front in every form it ships (the variant step drops the rest)."""
+    from dynofa_ros.operating_points import default_table_path
+
+    table = load_table(default_table_path())
+    assert table.supernet.checkpoint.endswith("fmnist28_ofa_mbv3.pt")
+    assert dominated_rows(table, table.device_for("cpu")) == []

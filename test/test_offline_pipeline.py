@@ -11,7 +11,7 @@ import torch
 from dynofa_ros.cli import main
 from dynofa_ros.engine.bn_stats import load_bn_state, load_bn_stats
 from dynofa_ros.offline.lut import ResolutionLUT, mbv3_layers
-from dynofa_ros.offline.pipeline import MBv3Adapter, corner_archs, mbv3_macs
+from dynofa_ros.offline.pipeline import MBv3Adapter, corner_archs, mbv3_macs, widest_twin
 from dynofa_ros.offline.search import dominates
 from dynofa_ros.operating_points import load_table, resolve_bn_stats
 from dynofa_ros.supernet.checkpoint import build_supernet, save_supernet
@@ -120,8 +120,12 @@ def test_search_table_bn_and_plot(tiny, tmp_path, form):
             assert not any(dominated)
         else:  # dropped: dominated in some form, or a duplicate of a kept point
             assert any(dominated) or any(f(c) in objs[f] for f in forms)
-    # the predictor saw the space's corners and was refitted on the sweep's winners it had not seen
     ad = MBv3Adapter(sn)
+    if form == "int8":  # each winner's widest twin (largest kernel and expand, same depths) was measured too
+        candidate_ids = {c["id"] for c in report["candidates"]}
+        for s in report["sweep"]:
+            assert ad.to_spec(widest_twin(ad, ad.from_spec(s["id"]))).encode() in candidate_ids
+    # the predictor saw the space's corners and was refitted on the sweep's winners it had not seen
     sample_ids = [s["id"] for s in report["predictor_samples"]]
     assert {ad.to_spec(a).encode() for a in corner_archs(ad)} <= set(sample_ids)
     fitted_first = len(corner_archs(ad)) + 4  # the corners hold the largest and the smallest; 4 random

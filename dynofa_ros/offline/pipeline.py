@@ -28,7 +28,7 @@ from dynofa_ros.offline.search import (CostModel, EvolutionParams, SearchResult,
 __all__ = ["MBv3Adapter", "EvalData", "Measured", "build_lut", "corner_archs", "fit_predictor", "keep_front",
            "lut_error", "mbv3_macs", "measure_accuracy", "measure_samples", "refine_predictor", "remeasure",
            "run_search", "search_cost", "served_form", "top1", "train_predictor", "unique_candidates",
-           "write_table"]
+           "widest_twin", "write_table"]
 from dynofa_ros.operating_points import (LatencyStats, Normalization, OperatingPoint, OperatingPointTable,
                                          SupernetInfo, save_table)
 from dynofa_ros.supernet.ofa_mbv3 import MBv3Spec, OFAMobileNetV3Supernet
@@ -218,6 +218,14 @@ def corner_archs(adapter: MBv3Adapter) -> list[SlotArch]:
     return [SlotArch((k,) * n_slots, (e,) * n_slots, (d,) * n_stages, r)
             for r in adapter.rs for d in (min(adapter.ds), max(adapter.ds))
             for k in (min(adapter.ks), max(adapter.ks)) for e in (min(adapter.es), max(adapter.es))]
+
+
+def widest_twin(adapter: MBv3Adapter, a: SlotArch) -> SlotArch:
+    """``a`` with the largest kernel and expand in every slot, at its depths and resolution.  In int8 a
+    layer's kernel and expansion cost almost nothing (depth and resolution do), so this twin is about as
+    fast and usually more accurate; an int8 search re-measures it beside each winner, because the
+    predictor resolves per-slot choices worse than the measurement does."""
+    return SlotArch((max(adapter.ks),) * len(a.ks), (max(adapter.es),) * len(a.e), a.d, a.r)
 
 
 def measure_samples(adapter: MBv3Adapter, archs: Sequence[SlotArch], data: EvalData, *,

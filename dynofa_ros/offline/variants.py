@@ -5,7 +5,9 @@ is measured like any other point: top-1 on the whole evaluation set, latency at 
 rounds interleaved with the eager form (the eager rows get that same-session figure too, so the table's
 rows compare like with like on a shared machine), weight memory. int8 is kept only when it loses at most
 ``int8_tolerance`` top-1 against eager on the same images; frozen agrees with eager to 1e-5 and is kept
-always. CPU only (int8 kernels are CPU kernels). Reuses the profiler's clock and thread rules.
+always. Then every row that another row of its form beats on the new figures is dropped, so the table
+stays a front in each form it ships. CPU only (int8 kernels are CPU kernels). Reuses the profiler's
+clock and thread rules.
 
     python3 -m dynofa_ros.offline.variants config/operating_points/fmnist_ofa_mbv3.yaml --out T.yaml
 """
@@ -27,7 +29,7 @@ from dynofa_ros.engine.graph_variants import FrozenGraph, make_variant, weight_b
 from dynofa_ros.engine.timing import percentile, time_call
 from dynofa_ros.offline.pipeline import EvalData
 from dynofa_ros.offline.profiler import module_memory_mb, num_threads
-from dynofa_ros.operating_points import (LatencyStats, OperatingPoint, OperatingPointTable, load_table,
+from dynofa_ros.operating_points import (LatencyStats, OperatingPoint, OperatingPointTable, dominated_rows, load_table,
                                          resolve_bn_stats, resolve_checkpoint, save_table, split_point_key)
 
 BUILT_VARIANTS = ("frozen", "int8")
@@ -197,12 +199,13 @@ def add_variant_points(table_path: str | os.PathLike, out_path: str | os.PathLik
                        dev_key: str | None = None, threads: int | None = None, clock: str | None = None,
                        rounds: int = 10, runs: int = 20, remeasure_eager: bool = True,
                        frozen_atol: float = FROZEN_ATOL,
-                       checkpoint: str | os.PathLike | None = None,
+                       checkpoint: str | os.PathLike | None = None, drop_dominated: bool = True,
                        on_result: Callable[[VariantResult], None] | None = None
                        ) -> tuple[OperatingPointTable, list[VariantResult]]:
     """Measure ``variants`` of every eager point of the table at ``table_path`` and write the table with
     the kept ones (each after its eager row) to ``out_path``. Existing rows of those ids are replaced.
-    ``remeasure_eager`` also gives the eager rows the latency measured interleaved with their variants.
+    ``remeasure_eager`` also gives the eager rows the latency measured interleaved with their variants;
+    ``drop_dominated`` then drops every row another row of its form beats (`dominated_rows`).
     Returns (written table, every result incl. rejected int8)."""
     from dynofa_ros.supernet.checkpoint import load_table_supernet
 
@@ -232,7 +235,13 @@ def add_variant_points(table_path: str | os.PathLike, out_path: str | os.PathLik
             if on_result is not None:
                 on_result(r)
         results += res
-    out = _rebased_table(replace(table, points=tuple(rows)), table_path, out_path)
+    measured = replace(table, points=tuple(rows))
+    # re-measured latencies move rows: a point the search kept can now be beaten in one of its forms
+    dropped = set(dominated_rows(measured, dev_key)) if drop_dominated else set()
+    for point_id in sorted(dropped):
+        print(f"dropped {point_id}: dominated in its form after re-measurement")
+    measured = replace(measured, points=tuple(p for p in rows if p.id not in dropped))
+    out = _rebased_table(measured, table_path, out_path)
     save_table(out, out_path)
     load_table(out_path, validate_id=supernet.decode)  # what we wrote must load, ids in the supernet's space
     return out, results
