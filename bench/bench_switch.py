@@ -4,8 +4,9 @@
     source ws/env.sh && python bench/bench_switch.py [--rounds 30] [--camera-hz 50]
 
 Starts the installed perception node as a real process (private domain, reliable QoS depth 10, 1 torch
-thread, diagnostics at 10 Hz) on a copy of the shipped table with one graph variant of the target
-sub-network P added (`P@fused`, or `P@frozen` where the table schema has it). This process is the camera
+thread, diagnostics at 10 Hz) on a copy of the table (`--table`, default the shipped default) with one
+graph variant of the target sub-network P (`P@frozen`: the table's row, else its eager row made into
+one; `P@fused` where the schema lacks frozen). This process is the camera
 (a fixed-rate reliable publisher), the resource manager (it publishes the decisions) and the observer.
 Each measurement starts from a neutral eager point N, then switches to one of three kinds of target:
 
@@ -47,7 +48,7 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / 'config' / 'operating_points' / 'fmnist_ofa_mbv3.yaml'
+SHIPPED = REPO / 'config' / 'operating_points' / 'fmnist28_ofa_mbv3.yaml'  # the default table
 WORKLOAD = 'bench_switch'
 KINDS = ('shared', 'resident_private', 'non_resident_private')
 # the order in every round: the private form the non-resident switch built is then still resident for the
@@ -484,6 +485,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument('--kick-hz', type=float, default=500.0, help='extra frames right after a decision')
     parser.add_argument('--kick-ms', type=float, default=60.0, help='how long the burst lasts (0: none)')
     parser.add_argument('--settle-s', type=float, default=0.2, help='steady serving of N before a switch')
+    parser.add_argument('--table', default=str(SHIPPED), help='operating-point table (default: the shipped default)')
     parser.add_argument('--point', default='', help='the target sub-network P (default: the most accurate)')
     parser.add_argument('--variant', default='', help='its private form (default: frozen if known, else fused)')
     parser.add_argument('--order', choices=('cycle', 'shuffle'), default='cycle',
@@ -556,11 +558,12 @@ def main() -> None:
 
     from dynofa_ros.operating_points import load_table
     torch.set_num_threads(1)  # as the node's threads=1
-    data, table = table_rows(), load_table(SHIPPED)
+    src = Path(args.table)
+    data, table = table_rows(src), load_table(src)
     eager = [p for p in table.points if p.graph_variant == 'eager']
     target = args.point or max(eager, key=lambda p: p.accuracy).id
     variant = args.variant or default_variant()
-    fastest = min(eager, key=lambda p: p.latency_ms['cpu'].median if 'cpu' in p.latency_ms else float('inf'))
+    fastest = min(eager, key=lambda p: p.latency(table.device_for('cpu')))
     points = Points(fastest.id, target, f'{target}@{variant}')
     resolution = table.point(target).resolution
     load_start, t0 = os.getloadavg(), time.monotonic()
