@@ -123,13 +123,15 @@ class Bench:
 
         from dynofa_ros.msg import InferenceResult, SubnetDecision
         from dynofa_ros.nodes.image_conversion import array_to_image
+        from dynofa_ros.nodes.qos import latched_qos
         self.to_image = array_to_image
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node('bench_switch', context=self.context)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.images = self.node.create_publisher(Image, 'image', reliable)
-        self.decisions = self.node.create_publisher(SubnetDecision, 'subnet_decision', reliable)
+        # latched like the resource manager's: the node's decision subscription is transient_local
+        self.decisions = self.node.create_publisher(SubnetDecision, 'subnet_decision', latched_qos())
         self.node.create_subscription(InferenceResult, 'inference_result', self._on_result, 100)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
         self.lock = threading.Lock()
