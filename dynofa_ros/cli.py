@@ -171,7 +171,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if samples and args.refine_rounds:
         n0 = len(samples)
-        predictor, samples, results = refine_predictor(adapter, samples, predictor_data, search,
+        predictor, samples, results = refine_predictor(adapter, predictor, samples, predictor_data, search,
                                                        rounds=args.refine_rounds, seed=args.seed)
         print(f"predictor refined on {len(samples) - n0} measured winners ({len(samples)} samples)")
         if args.predictor:
@@ -292,8 +292,6 @@ def _search_ofa_imagenet(args: argparse.Namespace) -> int:
                              limits)
     wall = time.perf_counter() - t0
     cands = unique_candidates(results, key=lambda a: a)
-    if args.form != "eager":
-        cands += [t for t in dict.fromkeys(widest_twin(adapter, a) for a in cands) if t not in cands]
     scores = dict(zip(cands, acc(cands)))
     front = sorted(pareto_front(cands, lambda a: (cost(a), scores[a]), senses=("min", "max")), key=cost)
     rows = [{"config": a.as_ofa(), "predicted_accuracy": scores[a], "lut_latency_ms": cost(a)} for a in front]
