@@ -3,9 +3,9 @@
 profile a per-layer LUT on this device -> fit the project's accuracy predictor on measured sub-networks
 (the space's corners and random ones) -> evolutionary search swept over latency (LUT) or FLOPs limits,
 refitting the predictor on the winners it had not seen -> re-measure the candidates for real (BN
-recalibrated, accuracy on the evaluation set, latency on the device, memory) -> keep the ones
-non-dominated over (latency, accuracy) in eager and in the judged form (int8 with --form int8) -> BN
-statistics + operating-point table.
+recalibrated, accuracy on the evaluation set, latency on the device, memory) -> keep the judged form's
+front over (latency, accuracy) (int8 with --form int8), less the points another of it beats in eager ->
+BN statistics + operating-point table.
 """
 from __future__ import annotations
 
@@ -263,14 +263,14 @@ def train_predictor(adapter: MBv3Adapter, data: EvalData, n: int, *, seed: int =
     return fit_predictor(adapter, samples, seed=seed), samples
 
 
-def refine_predictor(adapter: MBv3Adapter, samples: list[tuple[SlotArch, float]], data: EvalData,
-                     search: Callable[[MLPAccuracyPredictor], list[SearchResult[SlotArch]]], *, rounds: int,
-                     seed: int = 0, show_progress: bool = True
+def refine_predictor(adapter: MBv3Adapter, predictor: MLPAccuracyPredictor, samples: list[tuple[SlotArch, float]],
+                     data: EvalData, search: Callable[[MLPAccuracyPredictor], list[SearchResult[SlotArch]]], *,
+                     rounds: int, seed: int = 0, show_progress: bool = True
                      ) -> tuple[MLPAccuracyPredictor, list[tuple[SlotArch, float]], list[SearchResult[SlotArch]]]:
-    """Search, measure the winners the predictor has not seen on its own data, refit, search again
-    (``rounds`` times at most).  The predictor is corrected exactly where the search trusts it: near
-    the front, which random samples cover thinly.  Returns the last predictor, its samples and sweep."""
-    predictor = fit_predictor(adapter, samples, seed=seed)
+    """Search with ``predictor`` (fitted on ``samples``), measure the winners it has not seen on its own
+    data, refit, search again (``rounds`` times at most).  The predictor is corrected exactly where the
+    search trusts it: near the front, which random samples cover thinly.  Returns the last predictor, its
+    samples and sweep."""
     results = search(predictor)
     for _ in range(rounds):
         seen = {a for a, _ in samples}
@@ -362,16 +362,16 @@ def remeasure(adapter: MBv3Adapter, archs: Sequence[SlotArch], data: EvalData, *
 
 
 def keep_front(measured: Sequence[Measured], dev_key: str) -> list[Measured]:
-    """Non-dominated over (median latency, accuracy) in every measured form (eager, and the judged
-    form when it is another), sorted fastest first in the judged form.  The table ships each form as a
-    row, so a point on the int8 front that another point beats in eager would be a dominated eager row.
-    Memory is not an objective: every point runs from the shared supernet weights, so a point's own
-    resident cost is its BN statistics, and a slower, less accurate point is never worth keeping for it."""
-    fronts = [pareto_front(list(measured), lambda m: (m.latency[dev_key].median, m.accuracy), senses=("min", "max"))]
-    if any(m.form_latency is not None for m in measured):
-        fronts.append(pareto_front(list(measured), lambda m: m.judged(dev_key), senses=("min", "max")))
-    kept = [m for m in measured if all(any(m is f for f in front) for front in fronts)]
-    return sorted(kept, key=lambda m: m.judged(dev_key)[0])
+    """The judged form's front over (median latency, accuracy), less the points another point of that
+    front beats in eager (when the judged form is not eager), sorted fastest first in the judged form.
+    The table ships each form as a row, so such a point would be a dominated eager row; filtering within
+    the front (not intersecting two fronts) never leaves the table empty.  Memory is not an objective:
+    every point runs from the shared supernet weights, so a point's own resident cost is its BN
+    statistics, and a slower, less accurate point is never worth keeping for it."""
+    front = pareto_front(list(measured), lambda m: m.judged(dev_key), senses=("min", "max"))
+    if any(m.form_latency is not None for m in front):
+        front = pareto_front(front, lambda m: (m.latency[dev_key].median, m.accuracy), senses=("min", "max"))
+    return sorted(front, key=lambda m: m.judged(dev_key)[0])
 
 
 def write_table(kept: Sequence[Measured], adapter: MBv3Adapter, table_path: str | Path, *, checkpoint: str,
