@@ -13,7 +13,7 @@ One run, on one machine, interleaved (the machine is shared and noisy):
   resident form, averaged over the kept sub-networks) as the resident set grows from "shared only" to
   "every variant".
 
-    python bench/bench_domination.py --table config/operating_points/fmnist_ofa_mbv3.yaml \
+    python bench/bench_domination.py --table config/operating_points/fmnist28_ofa_mbv3.yaml \
         --baseline plain_cnn=out/baselines/plain_cnn.pt --baseline mobilenet_v3_small=out/baselines/mobilenet_v3_small.pt
 
 Baseline weights come from `dynofa baselines` (scripts/train_baselines.py).  Writes
@@ -174,7 +174,7 @@ def write_md(result: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--table", default=str(ROOT / "config" / "operating_points" / "fmnist_ofa_mbv3.yaml"))
+    ap.add_argument("--table", default=str(ROOT / "config" / "operating_points" / "fmnist28_ofa_mbv3.yaml"))
     ap.add_argument("--baseline", action="append", default=[], help="NAME=weights.pt (plain_cnn, mobilenet_v3_small)")
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
     ap.add_argument("--rounds", type=int, default=10)

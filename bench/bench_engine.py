@@ -29,7 +29,7 @@ from dynofa_ros.engine.timing import resolve_device, summarize, time_call  # noq
 from dynofa_ros.operating_points import load_table, resolve_bn_stats, resolve_checkpoint  # noqa: E402
 from dynofa_ros.supernet.checkpoint import load_supernet  # noqa: E402
 
-TABLES = ["config/operating_points/fmnist_ofa_mbv3.yaml", "config/operating_points/fmnist_elastic_vit.yaml"]
+TABLES = ["config/operating_points/fmnist28_ofa_mbv3.yaml", "config/operating_points/fmnist_elastic_vit.yaml"]
 
 REBUILD_SNIPPET = """
 import sys, time, torch

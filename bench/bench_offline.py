@@ -7,7 +7,7 @@
 2. LUT-predicted vs measured latency on this CPU over >= 30 random sub-networks of the Fashion-MNIST
    space: median and worst relative error.
 
-    PYTHONPATH=. python bench/bench_offline.py [--checkpoint models/fmnist_ofa_mbv3.pt] [--n 40] [--threads 1]
+    PYTHONPATH=. python bench/bench_offline.py [--checkpoint models/fmnist28_ofa_mbv3.pt] [--n 40] [--threads 1]
 """
 from __future__ import annotations
 

@@ -125,7 +125,7 @@ def stream(driver: Driver, pixels: np.ndarray, rate_hz: float, seconds: float) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--table', default=str(REPO / 'config' / 'operating_points' / 'fmnist_ofa_mbv3.yaml'))
+    parser.add_argument('--table', default=str(REPO / 'config' / 'operating_points' / 'fmnist28_ofa_mbv3.yaml'))
     parser.add_argument('--seconds', type=float, default=8.0)
     parser.add_argument('--frames', type=int, default=200, help='one-at-a-time frames for the overhead')
     parser.add_argument('--qos', choices=('reliable', 'best_effort'), default='reliable',

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Weight-shared sub-network modules (dynofa_ros.engine.shared) against privately copied ones.
 
-For every point of the shipped MBv3 table, the 28-px preset checkpoint's largest and smallest points (when
-models/fmnist28_ofa_mbv3.pt exists) and the ViT table's points: max abs output difference on the
-first 1,000 Fashion-MNIST test images (batched and at batch 1), batch-1 one-thread latency of the shared
-module and of ``supernet.extract`` (interleaved rounds, medians of wall and thread CPU time), and memory
-(supernet, derived cache, private bytes; against private copies and separately built models, plus the
-process RSS growth measured in fresh subprocesses).
+For every eager point of each table (default: the shipped 28-px MBv3 table, then the ViT table): max abs
+output difference on the first 1,000 Fashion-MNIST test images (batched and at batch 1), batch-1
+one-thread latency of the shared module and of ``supernet.extract`` (interleaved rounds, medians of wall
+and thread CPU time), and memory (supernet, derived cache, private bytes; against private copies and
+separately built models, plus the process RSS growth measured in fresh subprocesses).
 
-    python bench/bench_shared.py [--rounds 400] [--min-seconds 4] [--images 1000] [--batch1-images 1000]
+    python bench/bench_shared.py [--tables T.yaml ...] [--rounds 400] [--min-seconds 4] [--images 1000] \
+        [--batch1-images 1000]
 
 Writes bench/results/shared_weights.json and bench/results/shared_weights.md.
 """
@@ -37,9 +37,8 @@ from dynofa_ros.engine.shared import SharedWeights, private_bytes, shared_storag
 from dynofa_ros.operating_points import load_table, resolve_bn_stats, resolve_checkpoint  # noqa: E402
 from dynofa_ros.supernet.checkpoint import load_supernet  # noqa: E402
 
-MBV3_TABLE = ROOT / "config/operating_points/fmnist_ofa_mbv3.yaml"
-VIT_TABLE = ROOT / "config/operating_points/fmnist_elastic_vit.yaml"
-PRESET28 = ROOT / "models/fmnist28_ofa_mbv3.pt"
+TABLES = [ROOT / "config/operating_points/fmnist28_ofa_mbv3.yaml",
+          ROOT / "config/operating_points/fmnist_elastic_vit.yaml"]
 OUT = ROOT / "bench/results"
 
 RSS_SNIPPET = """
@@ -242,6 +241,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--batch1-images", type=int, default=1000)
     ap.add_argument("--no-rss", action="store_true", help="skip the subprocess RSS measurement")
+    ap.add_argument("--tables", type=Path, nargs="+", default=TABLES, help="operating-point tables to measure")
     ap.add_argument("--out", type=Path, default=OUT / "shared_weights")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -250,17 +250,11 @@ def main() -> None:
               "images": args.images,
               "batch1_images": args.batch1_images, "loadavg_start": list(os.getloadavg()), "groups": []}
     images = load_fmnist("test")[0][:args.images]
-    sn, points = table_points(MBV3_TABLE)
-    result["groups"].append(bench_group("MBv3 table (config/operating_points/fmnist_ofa_mbv3.yaml)", sn, points,
-                                        images, args, MBV3_TABLE))
-    if PRESET28.exists():
-        sn28, _ = load_supernet(PRESET28)
-        pts = [(sn28.largest().encode(), None), (sn28.smallest().encode(), None)]
-        result["groups"].append(bench_group(f"MBv3 28-px preset ({PRESET28.relative_to(ROOT)}), supernet BN stats",
-                                            sn28.eval(), pts, images, args, None))
-    sn, points = table_points(VIT_TABLE)
-    result["groups"].append(bench_group("Elastic ViT table (config/operating_points/fmnist_elastic_vit.yaml)",
-                                        sn, points, images, args, VIT_TABLE))
+    for table in args.tables:
+        sn, points = table_points(table)
+        shown = table.resolve().relative_to(ROOT) if table.resolve().is_relative_to(ROOT) else table
+        name = f"{sn.family} table ({shown})"
+        result["groups"].append(bench_group(name, sn, points, images, args, table))
     result["loadavg_end"] = list(os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")

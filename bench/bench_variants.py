@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Graph variants per sub-network: eager vs fused vs frozen vs int8 on this CPU.
 
-For each point of the shipped MBv3 table (and the largest/smallest of the 28-px checkpoint when present):
+For each eager point of an MBv3 table (default: the shipped 28-px table):
 latency at batch 1 on one thread in interleaved rounds (each call timed on the thread's CPU clock and on
 the wall clock at once), top-1 on the 10k test set, weight bytes; int8 calibrated on a fixed subset of
 train images at the point's resolution (as `dynofa_ros.offline.variants` does).
 
-    python3 bench/bench_variants.py [--rounds 10] [--runs 20] [--calib-images 1024] [--aoti]
+    python3 bench/bench_variants.py [--table T.yaml] [--rounds 10] [--runs 20] [--calib-images 1024] [--aoti]
 
 Writes bench/results/variants.json and bench/results/variants.md.
 """
@@ -28,15 +28,13 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from dynofa_ros.engine.bn_stats import recalibrate_bn  # noqa: E402
 from dynofa_ros.engine.graph_variants import make_variant, quantized_engine, weight_bytes  # noqa: E402
 from dynofa_ros.engine.timing import percentile  # noqa: E402
 from dynofa_ros.offline.variants import fmnist_data, materialise, top1  # noqa: E402
 from dynofa_ros.operating_points import load_table, resolve_checkpoint  # noqa: E402
 from dynofa_ros.supernet.checkpoint import load_supernet  # noqa: E402
 
-TABLE = ROOT / "config" / "operating_points" / "fmnist_ofa_mbv3.yaml"
-CKPT28 = ROOT / "models" / "fmnist28_ofa_mbv3.pt"
+TABLE = ROOT / "config" / "operating_points" / "fmnist28_ofa_mbv3.yaml"
 FORMS = ("eager", "fused", "frozen", "int8")
 RESULTS = ROOT / "bench" / "results"
 
@@ -107,34 +105,17 @@ def aoti_smallest(eager: torch.nn.Module, x: torch.Tensor, rounds: int, runs: in
 
 
 def table_points(data, args) -> list[dict]:
-    table = load_table(TABLE)
-    supernet, _ = load_supernet(resolve_checkpoint(TABLE, table), family=table.supernet.family)
+    table = load_table(args.table)
+    supernet, _ = load_supernet(resolve_checkpoint(args.table, table), family=table.supernet.family)
     out, smallest = [], None
     for p in [q for q in table.points if q.graph_variant == "eager"][:args.points]:   # variant rows: built here
-        eager = materialise(supernet, TABLE, p)
+        eager = materialise(supernet, args.table, p)
         out.append(bench_point(p.id, eager, p.resolution, data, args))
         out[-1]["table_accuracy"] = p.accuracy
         smallest = smallest or (eager, p.resolution)
     if args.aoti:
         eager, r = smallest
         out[0]["aoti"] = aoti_smallest(eager, data.batches("eval", r)[0][:1].contiguous(), args.rounds, args.runs)
-    return out
-
-
-def ckpt28_points(data, args) -> list[dict]:
-    """Largest and smallest of the 28-px checkpoint, BN recalibrated on 2000 train images (no table)."""
-    if not CKPT28.exists() or args.points is not None:
-        return []
-    supernet, _ = load_supernet(CKPT28, family="ofa_mbv3")
-    from dynofa_ros.datasets import load_fmnist, preprocess
-
-    train, _ = load_fmnist("train")
-    calib = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[:2000]]
-    out = []
-    for spec in (supernet.largest(), supernet.smallest()):
-        module = supernet.extract(spec)
-        recalibrate_bn(module, preprocess(calib, spec.resolution).split(500))
-        out.append(bench_point(f"{CKPT28.name}:{spec.encode()}", module.eval(), spec.resolution, data, args))
     return out
 
 
@@ -145,7 +126,8 @@ def fmt(f: dict, clock: str) -> str:
 def write_md(result: dict, path: Path) -> None:
     m = result["meta"]
     lines = [f"# Graph variants (cpu, 1 thread, {m['date']})", "",
-             f"Command: `{m['command']}`. Machine: {m['machine']}, torch {m['torch']}, quantised engine "
+             f"Command: `{m['command']}`. Table: `{m['table']}`. Machine: {m['machine']}, torch {m['torch']}, "
+             "quantised engine "
              f"`{m['quantized_engine']}`. Load average at start {m['loadavg_start']}, end {m['loadavg_end']} "
              f"on {m['cpus']} CPUs (other jobs, e.g. training, may share them). Latency: batch 1, {m['rounds']} "
              f"interleaved rounds x "
@@ -179,6 +161,7 @@ def write_md(result: dict, path: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--table", type=Path, default=TABLE, help="operating-point table whose eager points are timed")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--calib-images", type=int, default=1024)
@@ -191,10 +174,12 @@ def main() -> int:
             "command": "python3 bench/bench_variants.py " + " ".join(sys.argv[1:]), "torch": torch.__version__,
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpus": os.cpu_count(),
             "quantized_engine": quantized_engine(), "loadavg_start": [round(v, 2) for v in os.getloadavg()],
+            "table": str(args.table.resolve().relative_to(ROOT) if args.table.resolve().is_relative_to(ROOT)
+                         else args.table),
             "rounds": args.rounds, "runs": args.runs, "calib_images": args.calib_images, "seed": args.seed,
             "threads": 1}
     data = fmnist_data(args.calib_images, args.seed)
-    points = table_points(data, args) + ckpt28_points(data, args)
+    points = table_points(data, args)
     meta["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     result = {"meta": meta, "points": points}
     RESULTS.mkdir(parents=True, exist_ok=True)

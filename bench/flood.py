@@ -357,7 +357,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--table', default=str(REPO / 'config' / 'operating_points' / 'fmnist_ofa_mbv3.yaml'))
+    parser.add_argument('--table', default=str(REPO / 'config' / 'operating_points' / 'fmnist28_ofa_mbv3.yaml'))
     parser.add_argument('--size', type=int, default=224, help='square rgb8 frame side')
     parser.add_argument('--camera-qos', choices=['sensor_data', 'reliable'], default='sensor_data',
                         help="the flooding camera's QoS: sensor_data as camera drivers offer, or reliable depth 5")

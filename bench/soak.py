@@ -330,7 +330,7 @@ def main() -> None:
     parser.add_argument('--rate', type=float, default=30.0)
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--height', type=int, default=480)
-    parser.add_argument('--table', default=str(REPO / 'config' / 'operating_points' / 'fmnist_ofa_mbv3.yaml'))
+    parser.add_argument('--table', default=str(REPO / 'config' / 'operating_points' / 'fmnist28_ofa_mbv3.yaml'))
     parser.add_argument('--out', default=str(REPO / 'bench' / 'results' / 'soak'), help='path without suffix')
     parser.add_argument('--domain', type=int, default=101 + os.getpid() % 100,
                         help='ROS domain id; default 101..200, away from the 1..100 that tests pick, so a test '

@@ -1,9 +1,9 @@
 """The `dynofa` command: offline stage (profile, search, plot) and supernet training, without ROS.
 
-    dynofa profile --checkpoint models/fmnist_ofa_mbv3.pt --lut build/lut/cpu@1t --threads 1
-    dynofa search  --checkpoint models/fmnist_ofa_mbv3.pt --lut build/lut/cpu@1t --threads 1 \
-                   --out config/operating_points/fmnist_ofa_mbv3_cpu.yaml
-    dynofa plot    config/operating_points/fmnist_ofa_mbv3_cpu.yaml --out docs/front_fmnist_cpu.png
+    dynofa profile --checkpoint models/fmnist28_ofa_mbv3.pt --lut build/lut/cpu@1t --threads 1
+    dynofa search  --checkpoint models/fmnist28_ofa_mbv3.pt --lut build/lut/cpu@1t --threads 1 \
+                   --out build/fmnist28_cpu.yaml
+    dynofa plot    build/fmnist28_cpu.yaml --out build/front_fmnist28_cpu.png
     dynofa search  --ofa-predictor acc_predictor.pth --ofa-lut note10/ --limits 15:60:10   (OFA ImageNet space)
 """
 from __future__ import annotations

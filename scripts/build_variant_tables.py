@@ -2,7 +2,7 @@
 """Add measured graph-variant points (frozen, int8) to an operating-point table, and ship the int8
 calibration images the runtime needs to rebuild the same int8 forms:
 
-    python3 scripts/build_variant_tables.py config/operating_points/fmnist_ofa_mbv3.yaml
+    python3 scripts/build_variant_tables.py config/operating_points/fmnist28_ofa_mbv3.yaml
 
 Writes the table in place (or to --out) and models/calibration/fmnist_train<N>.pt (uint8 [N, 1, 28, 28],
 the seeded train subset the int8 forms were calibrated on), named in the table's

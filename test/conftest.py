@@ -36,8 +36,13 @@ def pytest_configure(config: pytest.Config) -> None:
             os.environ[key] = env[key]
 
 
-def shipped_table(name: str = 'fmnist_ofa_mbv3') -> Path:
-    return REPO / 'config' / 'operating_points' / f'{name}.yaml'
+LEGACY = REPO / 'test' / 'fixtures' / 'legacy'  # the retired 16-32 px supernet, its tables and BN files
+
+
+def legacy_table(name: str = 'fmnist_ofa_mbv3') -> Path:
+    """A retired table (7 hand-picked points of the 16-32 px supernet; `_cpu`: an early search): small and
+    slow enough to make frame timing in node tests easy, and the older table format to keep loading."""
+    return LEGACY / f'{name}.yaml'
 
 
 class Probe:
@@ -96,13 +101,25 @@ class Probe:
             time.sleep(0.02)
         raise AssertionError(f'timed out after {timeout:.1f} s waiting for {what}')
 
-    def call(self, srv_type, name: str, request, timeout: float = 30.0):
-        """Call service `name` and wait for the reply (the service must come up within `timeout`)."""
+    def call(self, srv_type, name: str, request, timeout: float = 30.0, resend_s: float | None = 2.0):
+        """Call service `name` and wait for the reply (the service must come up within `timeout`).
+
+        A fresh client can see the service before the server sees the client's reply reader; Fast DDS then
+        drops the reply ("client will not receive response"). So a request that is safe to repeat is sent
+        again every `resend_s` until one reply arrives; `resend_s=None` sends it once.
+        """
         client = self.node.create_client(srv_type, name)
         assert client.wait_for_service(timeout_sec=timeout), f'{name} not up'
-        future = client.call_async(request)
-        self.wait_for(future.done, timeout, f'{name} reply')
-        return future.result()
+        deadline = time.monotonic() + timeout
+        while True:
+            future = client.call_async(request)
+            wait = deadline - time.monotonic() if resend_s is None else min(resend_s, deadline - time.monotonic())
+            try:
+                self.wait_for(future.done, max(wait, 0.0), f'{name} reply')
+                return future.result()
+            except AssertionError:
+                if resend_s is None or time.monotonic() >= deadline:
+                    raise AssertionError(f'timed out after {timeout:.1f} s waiting for {name} reply') from None
 
     def lifecycle_state(self, node: str) -> str:
         """The managed node's state label (unconfigured, inactive, active, ...)."""
@@ -110,25 +127,28 @@ class Probe:
         return self.call(GetState, f'/{node}/get_state', GetState.Request()).current_state.label
 
     def lifecycle_change(self, node: str, transition: str, timeout: float = 90.0) -> bool:
-        """Trigger configure / activate / deactivate / cleanup on a managed node; whether it succeeded."""
+        """Trigger configure / activate / deactivate / cleanup on a managed node; whether it succeeded.
+
+        A transition must not be sent twice, so the request goes once; the node's services are first
+        exercised through get_state (which may be repeated) so that discovery has settled.
+        """
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
         ids = {'configure': Transition.TRANSITION_CONFIGURE, 'activate': Transition.TRANSITION_ACTIVATE,
                'deactivate': Transition.TRANSITION_DEACTIVATE, 'cleanup': Transition.TRANSITION_CLEANUP}
         request = ChangeState.Request(transition=Transition(id=ids[transition]))
-        return self.call(ChangeState, f'/{node}/change_state', request, timeout).success
+        client = self.node.create_client(ChangeState, f'/{node}/change_state')
+        assert client.wait_for_service(timeout_sec=timeout), f'/{node}/change_state not up'
+        self.lifecycle_state(node)
+        return self.call(ChangeState, f'/{node}/change_state', request, timeout, resend_s=None).success
 
     def set_parameters(self, node: str, values: dict, timeout: float = 10.0):
-        """Call /<node>/set_parameters with one parameter; returns its SetParametersResult."""
+        """Call /<node>/set_parameters (idempotent, so resent if a reply is lost); its first result."""
         from rcl_interfaces.srv import SetParameters
         from rclpy.parameter import Parameter
-        client = self.node.create_client(SetParameters, f'/{node}/set_parameters')
-        assert client.wait_for_service(timeout_sec=timeout), f'{node} parameter service not up'
         request = SetParameters.Request(
             parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
-        future = client.call_async(request)
-        self.wait_for(future.done, timeout, 'set_parameters reply')
-        return future.result().results[0]
+        return self.call(SetParameters, f'/{node}/set_parameters', request, timeout).results[0]
 
     def close(self) -> None:
         self._stop = True

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import shipped_table
+from conftest import legacy_table
 
 pytestmark = pytest.mark.ros
 
@@ -25,7 +25,7 @@ def test_bag_replay_with_sim_time(ros_graph, probe, tmp_path):
     probe.subscribe(InferenceResult, 'inference_result', qos=50)
     probe.subscribe(WorkloadStatus, 'workload_status')
     ros_graph.start('perception_node', parameters={
-        'workload': 'replay', 'operating_points': str(shipped_table()), 'threads': 1,
+        'workload': 'replay', 'operating_points': str(legacy_table()), 'threads': 1,
         'use_sim_time': True, 'qos_reliability': 'reliable', 'qos_depth': 20, 'status_rate_hz': 5.0})
     # The node must be up before the bag starts: wait for its first status (published on sim time).
     probe.wait_for(lambda: probe.received('workload_status'), 90, 'the perception node')

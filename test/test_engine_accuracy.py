@@ -9,7 +9,7 @@ from dynofa_ros.engine.pool import SubnetPool
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
-TABLE = ROOT / "config" / "operating_points" / "fmnist_ofa_mbv3.yaml"
+TABLE = ROOT / "test" / "fixtures" / "legacy" / "fmnist_ofa_mbv3.yaml"
 
 pytestmark = pytest.mark.skipif(not TABLE.exists() or not (FMNIST_DIR / "t10k-labels-idx1-ubyte.gz").exists()
                                 and not (FMNIST_DIR / "t10k-labels-idx1-ubyte").exists(),

@@ -10,24 +10,24 @@ from dynofa_ros.datasets import FMNIST_DIR, load_fmnist, preprocess
 from dynofa_ros.engine.bn_stats import load_bn_state, load_bn_stats
 from dynofa_ros.engine.graph_variants import (VARIANTS, FrozenGraph, default_example, make_variant,
                                               quantized_engine, weight_bytes)
-from dynofa_ros.operating_points import load_table, resolve_bn_stats
+from dynofa_ros.operating_points import load_table, resolve_bn_stats, resolve_checkpoint
 from dynofa_ros.supernet.checkpoint import load_supernet
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = ROOT / "config" / "operating_points"
-MBV3, VIT = TABLES / "fmnist_ofa_mbv3.yaml", TABLES / "fmnist_elastic_vit.yaml"
+MBV3 = ROOT / "test" / "fixtures" / "legacy" / "fmnist_ofa_mbv3.yaml"
+VIT = ROOT / "config" / "operating_points" / "fmnist_elastic_vit.yaml"
 
 pytestmark = pytest.mark.skipif(
     not MBV3.exists() or not VIT.exists() or not any((FMNIST_DIR / f"t10k-labels-idx1-ubyte{s}").exists()
                                                      for s in ("", ".gz")),
-    reason="shipped tables or Fashion-MNIST absent")
+    reason="tables or Fashion-MNIST absent")
 
 
 def _point_module(table_path: Path, index: int):
-    """(supernet, eager module with the point's BN statistics, point) of a shipped table's eager point."""
+    """(supernet, eager module with the point's BN statistics, point) of a table's eager point."""
     table = load_table(table_path)
-    supernet, _ = load_supernet(ROOT / table.supernet.checkpoint, family=table.supernet.family)
+    supernet, _ = load_supernet(resolve_checkpoint(table_path, table), family=table.supernet.family)
     p = [q for q in table.points if q.graph_variant == "eager"][index]   # the table may hold variant rows
     module = supernet.extract(p.id)
     bn = resolve_bn_stats(table_path, p)
@@ -179,9 +179,10 @@ def test_offline_step_writes_loadable_variant_rows(tmp_path, test_images, calib_
     one.write_text(text[0] + "\n- id: " + text[1] + "\n")        # the first point only
     data = EvalData(calib_images=calib_images, eval_images=test_images[0][:200],
                     eval_labels=test_images[1][:200], preprocess=preprocess, batch_size=100)
-    # the input table's relative checkpoint/BN paths do not resolve from tmp: point them at the repo
-    one.write_text(one.read_text().replace("../../models/", f"{ROOT}/models/")
-                   .replace("checkpoint: models/", f"checkpoint: {ROOT}/models/"))
+    # the input table's relative checkpoint/BN paths do not resolve from tmp: point them at the fixture
+    one.write_text(one.read_text().replace("checkpoint: models/", f"checkpoint: {MBV3.parent}/models/")
+                   .replace("bn_stats: models/", f"bn_stats: {MBV3.parent}/models/")
+                   .replace("calibration_images: models/", f"calibration_images: {ROOT}/models/"))
     out = tmp_path / "out" / "variants.yaml"
     table, results = add_variant_points(one, out, int8_tolerance=1.0, data=data, rounds=1, runs=2)
     base = table.points[0].id

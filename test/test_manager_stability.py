@@ -54,7 +54,7 @@ SCENARIOS = {
 }
 
 
-LEGACY_TABLE = Path(__file__).resolve().parents[1] / "config" / "operating_points" / "fmnist_ofa_mbv3.yaml"
+LEGACY_TABLE = Path(__file__).resolve().parent / "fixtures" / "legacy" / "fmnist_ofa_mbv3.yaml"
 
 
 def soak(sc: Scenario, seed: int, duration: float = SOAK_S) -> list[tuple[float, str, str, str]]:

@@ -129,13 +129,13 @@ def test_variant_ids_carry_their_graph_variant(tmp_path):
     """Two variants of one sub-network: distinct ids `<id>@<variant>`, validated against the variant."""
     import copy
 
-    from conftest import REPO
+    from conftest import LEGACY
     from dynofa_ros.operating_points import TableError, load_table
-    table = yaml.safe_load((REPO / 'config' / 'operating_points' / 'fmnist_ofa_mbv3.yaml').read_text())
+    table = yaml.safe_load((LEGACY / 'fmnist_ofa_mbv3.yaml').read_text())
     fused = copy.deepcopy(table['points'][0])
     fused['id'] += '@fused'
     fused['graph_variant'] = 'fused'
-    table['supernet']['checkpoint'] = str(REPO / 'models' / 'fmnist_ofa_mbv3.pt')
+    table['supernet']['checkpoint'] = str(LEGACY / 'models' / 'fmnist_ofa_mbv3.pt')
     table['points'] = [table['points'][0] | {'bn_stats': None}, fused | {'bn_stats': None}]
     path = tmp_path / 'variants.yaml'
     path.write_text(yaml.safe_dump(table))

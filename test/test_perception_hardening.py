@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import shipped_table
+from conftest import legacy_table
 from test_perception_node import WORKLOAD, _compressed, _image_from_dataset, _raw, _result_for, _start_node, _wait_ready
 
 pytestmark = pytest.mark.ros
@@ -24,7 +24,7 @@ def _table_ids() -> tuple[str, str, list[str]]:
     """(fastest, most accurate, all) eager points: shared forms, resident from the start, so a switch to
     one shows on the next frame (a private form would be built in the background first)."""
     from dynofa_ros.operating_points import load_table
-    table = load_table(shipped_table())
+    table = load_table(legacy_table())
     eager = [p for p in table.by_latency('cpu') if p.graph_variant == 'eager']
     return eager[0].id, max(eager, key=lambda p: p.accuracy).id, [p.id for p in eager]
 
@@ -43,12 +43,9 @@ def _status(probe, predicate, timeout: float, what: str):
 def _set_atomically(probe, node: str, values: dict, timeout: float = 10.0):
     from rcl_interfaces.srv import SetParametersAtomically
     from rclpy.parameter import Parameter
-    client = probe.node.create_client(SetParametersAtomically, f'/{node}/set_parameters_atomically')
-    assert client.wait_for_service(timeout_sec=timeout)
-    future = client.call_async(SetParametersAtomically.Request(
-        parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]))
-    probe.wait_for(future.done, timeout, 'set_parameters_atomically reply')
-    return future.result().result
+    request = SetParametersAtomically.Request(
+        parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    return probe.call(SetParametersAtomically, f'/{node}/set_parameters_atomically', request, timeout).result
 
 
 @pytest.mark.parametrize('params,expected', [
@@ -215,7 +212,7 @@ def test_name_sets_are_bounded_and_long_strings_are_capped(ros_graph, probe):
 def test_one_remap_moves_the_compressed_topic_and_a_missing_camera_is_warned(ros_graph, probe):
     from sensor_msgs.msg import CompressedImage
     node = ros_graph.start('perception_node', name='perception', remappings={'image': '/cam'}, parameters={
-        'workload': WORKLOAD, 'operating_points': str(shipped_table()), 'threads': 1, 'transport': 'compressed',
+        'workload': WORKLOAD, 'operating_points': str(legacy_table()), 'threads': 1, 'transport': 'compressed',
         'qos_reliability': 'reliable', 'qos_depth': 10, 'no_publisher_warn_s': 1.0, 'status_rate_hz': 10.0})
     _subscribe(probe)
     probe.wait_for(lambda: 'no publisher matches /cam/compressed' in node.output(), 30, 'the no-publisher warning')

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import shipped_table
+from conftest import legacy_table
 from test_perception_node import _image_from_dataset, _raw, _result_for
 
 from dynofa_ros.operating_points import load_table
@@ -31,7 +31,7 @@ def change(probe, transition: str, node: str = NODE) -> bool:
 
 
 def _start(ros_graph, **params):
-    parameters = {'workload': 'lc', 'operating_points': str(shipped_table()), 'threads': 1,
+    parameters = {'workload': 'lc', 'operating_points': str(legacy_table()), 'threads': 1,
                   'status_rate_hz': 10.0, 'autostart': False, 'qos_reliability': 'reliable', 'qos_depth': 10,
                   **params}
     return ros_graph.start('perception_node', name=NODE, parameters=parameters)
@@ -74,7 +74,7 @@ def test_each_lifecycle_state_does_what_it_says(ros_graph, probe):
     _no_results_while_sending(probe, images, rgb, 1)
 
     assert change(probe, 'configure') and state(probe) == 'inactive'
-    assert f'loaded {len(load_table(shipped_table()).points)} operating points' in node.output()
+    assert f'loaded {len(load_table(legacy_table()).points)} operating points' in node.output()
     _no_results_while_sending(probe, images, rgb, 20)
     assert not probe.received('workload_status')  # lifecycle publishers are off while inactive
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import shipped_table
+from conftest import legacy_table
 from test_perception_node import WORKLOAD, _image_from_dataset, _raw, _start_node, _wait_ready
 
 pytestmark = pytest.mark.ros
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.ros
 def _frozen_variants(n: int = 2) -> list[str]:
     """The shipped table's first `n` frozen points (the table carries frozen and int8 forms)."""
     from dynofa_ros.operating_points import load_table
-    return [p.id for p in load_table(shipped_table()).points if p.graph_variant == 'frozen'][:n]
+    return [p.id for p in load_table(legacy_table()).points if p.graph_variant == 'frozen'][:n]
 
 
 def _diagnostic_values(probe) -> dict[str, str]:

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import shipped_table
+from conftest import legacy_table
 
 pytestmark = pytest.mark.ros
 
@@ -28,7 +28,7 @@ def _image_from_dataset(index: int = 0, size: int = 96) -> np.ndarray:
 
 
 def _start_node(ros_graph, name: str = 'perception', **params):
-    parameters = {'workload': WORKLOAD, 'operating_points': str(shipped_table()), 'threads': 1,
+    parameters = {'workload': WORKLOAD, 'operating_points': str(legacy_table()), 'threads': 1,
                   'status_rate_hz': 10.0, **params}
     return ros_graph.start('perception_node', name=name, parameters=parameters)
 
@@ -173,7 +173,7 @@ def test_switches_mid_stream_give_each_processed_frame_exactly_one_result(ros_gr
 
     from dynofa_ros.msg import InferenceResult, SubnetDecision, WorkloadStatus
     from dynofa_ros.operating_points import load_table
-    table = load_table(shipped_table())
+    table = load_table(legacy_table())
     ids = [p.id for p in table.by_latency('cpu')]
     _start_node(ros_graph, qos_reliability='reliable', qos_depth=10)
     probe.subscribe(InferenceResult, 'inference_result', qos=100)
@@ -213,7 +213,7 @@ def test_a_node_started_after_the_decision_follows_it_at_once(ros_graph, probe):
 
     from dynofa_ros.msg import InferenceResult, SubnetDecision
     from dynofa_ros.operating_points import load_table
-    table = load_table(shipped_table())
+    table = load_table(legacy_table())
     decided = next(p.id for p in table.by_latency('cpu') if p.graph_variant == 'eager')  # shared: no build
     assert decided != max(table.points, key=lambda p: p.accuracy).id  # not where a managed node starts
     decisions = probe.publisher(SubnetDecision, 'subnet_decision', latched=True)
@@ -262,7 +262,7 @@ def test_broken_checkpoint_or_table_fails_with_a_clear_error(ros_graph, tmp_path
 def test_subnet_parameter_switches_and_start_up_parameters_are_read_only(ros_graph, probe):
     from dynofa_ros.msg import WorkloadStatus
     from dynofa_ros.operating_points import load_table
-    fastest = load_table(shipped_table()).by_latency('cpu')[0].id
+    fastest = load_table(legacy_table()).by_latency('cpu')[0].id
     _start_node(ros_graph)
     probe.subscribe(WorkloadStatus, 'workload_status')
     probe.wait_for(lambda: probe.received('workload_status'), 90, 'the perception node')

@@ -15,7 +15,7 @@ from dynofa_ros.operating_points import load_table, resolve_bn_stats, resolve_ch
 from dynofa_ros.supernet.checkpoint import load_supernet
 
 REPO = Path(__file__).resolve().parents[1]
-MBV3_TABLE = REPO / "config/operating_points/fmnist_ofa_mbv3.yaml"
+MBV3_TABLE = REPO / "test/fixtures/legacy/fmnist_ofa_mbv3.yaml"
 VIT_CKPT = REPO / "models/fmnist_elastic_vit.pt"
 PRESET28 = REPO / "models/fmnist28_ofa_mbv3.pt"
 TOL = 1e-5

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import shipped_table
+from conftest import legacy_table
 
 pytestmark = pytest.mark.ros
 
@@ -44,7 +44,7 @@ def test_retarget_and_load_spike_switch_subnet_within_a_second(ros_graph, probe)
     from dynofa_ros.msg import PerformanceTarget, PlatformLoad, SubnetDecision, WorkloadStatus
     from dynofa_ros.operating_points import load_table
 
-    table_path = shipped_table()
+    table_path = legacy_table()
     table = load_table(table_path)
     # The manager judges targets on p95 latency (its `latency_stat` default), so the test does too.
     fastest = table.by_latency('cpu', 'p95')[0]

@@ -9,7 +9,7 @@ always. Then every row that another row of its form beats on the new figures is 
 stays a front in each form it ships. CPU only (int8 kernels are CPU kernels). Reuses the profiler's
 clock and thread rules.
 
-    python3 -m dynofa_ros.offline.variants config/operating_points/fmnist_ofa_mbv3.yaml --out T.yaml
+    python3 -m dynofa_ros.offline.variants config/operating_points/fmnist28_ofa_mbv3.yaml --out T.yaml
 """
 from __future__ import annotations
 
