@@ -2,7 +2,7 @@
 """Engine benchmark: switch cost, latency per kept sub-network and graph variant, memory per
 materialised sub-network, and the reference-style switch (rebuild from the checkpoint) for comparison.
 
-    python3 bench/bench_engine.py [--threads 1] [--device cpu] [--compiled]
+    python3 bench/bench_engine.py [--threads 1] [--device cpu]
 
 Writes bench/results/engine.json and bench/results/engine.md.
 """
@@ -24,12 +24,11 @@ import torch  # noqa: E402
 
 from dynofa_ros.engine.bn_stats import load_bn_state, load_bn_stats  # noqa: E402
 from dynofa_ros.engine.pool import SubnetPool  # noqa: E402
-from dynofa_ros.operating_points import split_point_key  # noqa: E402
 from dynofa_ros.engine.timing import resolve_device, summarize, time_call  # noqa: E402
-from dynofa_ros.operating_points import load_table, resolve_bn_stats, resolve_checkpoint  # noqa: E402
+from dynofa_ros.operating_points import load_table, resolve_bn_stats, resolve_checkpoint, split_point_key  # noqa: E402
 from dynofa_ros.supernet.checkpoint import load_supernet  # noqa: E402
 
-TABLES = ["config/operating_points/fmnist28_ofa_mbv3.yaml", "config/operating_points/fmnist_elastic_vit.yaml"]
+TABLES = ["config/operating_points/fmnist28_ofa_mbv3.yaml", "test/fixtures/legacy/fmnist_elastic_vit.yaml"]
 
 REBUILD_SNIPPET = """
 import sys, time, torch
@@ -46,21 +45,18 @@ print(time.perf_counter() - t0)
 """
 
 
-def bench_table(table_rel: str, device: torch.device, variants: list[str], switches: int, iters: int) -> dict:
+def bench_table(table_rel: str, device: torch.device, switches: int, iters: int) -> dict:
+    """Every row the table ships (eager, @frozen, @int8, ...) in the pool the perception node builds."""
     table_path = ROOT / table_rel
     table = load_table(table_path)
     ckpt = resolve_checkpoint(table_path, table)
     base = [p for p in table.points if p.graph_variant == "eager"]
-    points = []
-    for p in base:
-        bn_path = resolve_bn_stats(table_path, p)
-        bn = load_bn_stats(bn_path, p.id) if bn_path else None
-        for v in variants:
-            points.append((p.id if v == "eager" else f"{p.id}@{v}", v, bn))
-    supernet, _ = load_supernet(ckpt, family=table.supernet.family)
     t0 = time.perf_counter()
-    pool = SubnetPool(supernet, points, device=device)
+    pool = SubnetPool.from_table(table_path, device=device)
+    pool.set_materialised(pool.subnet_ids())   # every private form resident: the "every variant" budget
+    pool.wait_ready()
     build_s = time.perf_counter() - t0
+    supernet = pool.supernet
     ids = pool.subnet_ids()
 
     # switch cost between materialised sub-networks (the call the perception node makes between frames)
@@ -108,9 +104,9 @@ def bench_table(table_rel: str, device: torch.device, variants: list[str], switc
             "checkpoint_mb": round(ckpt.stat().st_size / 1e6, 3), "pool_build_s": round(build_s, 2),
             "switch_ms": switch,
             "latency_ms": latency,
-            "memory": {k: {"weight_mb": round(v["weight_bytes"] / 2**20, 3),
-                           "rss_delta_mb": None if v["rss_delta_bytes"] is None else round(v["rss_delta_bytes"] / 2**20, 2),
-                           "materialise_ms": round(v["materialise_ms"], 1)} for k, v in memory.items()},
+            "memory": {k: {"private_mb": round(v["weight_bytes"] / 2**20, 3), "shared": v["shared"],
+                           "materialise_ms": None if v["materialise_ms"] is None else round(v["materialise_ms"], 1)}
+                       for k, v in memory.items()},
             "reference_reload_in_process_ms": summarize(reload_ms),
             "reference_rebuild_new_process_ms": summarize(process_ms),
             "accuracy": {p.id: p.accuracy for p in base}}
@@ -119,8 +115,8 @@ def bench_table(table_rel: str, device: torch.device, variants: list[str], switc
 def write_md(result: dict, path: Path) -> None:
     lines = [f"# Engine benchmark ({result['device']}, {result['threads']} thread(s), {result['when']})", "",
              f"Command: `{result['command']}`. Machine: {result['machine']}. Latency is batch 1 through "
-             "`SubnetPool.infer` (median / p95 ms); memory is weights+buffers of the materialised module "
-             "(RSS growth at materialisation in brackets, noisy).", ""]
+             "`SubnetPool.infer` (median / p95 ms); private MB is what the form holds beyond the supernet's "
+             "shared weights (the shared eager form: its BN statistics only).", ""]
     for t in result["tables"]:
         s = t["switch_ms"]
         lines += [f"## {t['family']} ({t['checkpoint']}, {t['checkpoint_mb']} MB)", "",
@@ -130,12 +126,12 @@ def write_md(result: dict, path: Path) -> None:
                   f"median {t['reference_reload_in_process_ms']['median']:.1f} ms",
                   f"- reference-style switch, rebuild in a new process: median "
                   f"{t['reference_rebuild_new_process_ms']['median']:.0f} ms", "",
-                  "| point | accuracy | latency median | p95 | weights MB (RSS delta) |", "|---|---|---|---|---|"]
+                  "| point | accuracy | latency median | p95 | private MB |", "|---|---|---|---|---|"]
         for key, lat in t["latency_ms"].items():
             acc = t["accuracy"].get(split_point_key(key)[0])
             mem = t["memory"][key]
             lines.append(f"| `{key}` | {acc:.4f} | {lat['median']:.2f} | {lat['p95']:.2f} | "
-                         f"{mem['weight_mb']:.2f} ({mem['rss_delta_mb']}) |")
+                         f"{mem['private_mb']:.3f} |")
         lines.append("")
     path.write_text("\n".join(lines))
 
@@ -144,19 +140,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--compiled", action="store_true", help="also bench torch.compile (slow cold compile)")
     ap.add_argument("--switches", type=int, default=2000)
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "engine"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    variants = ["eager", "fused"] + (["compiled"] if args.compiled else [])
     result = {"command": "python3 bench/bench_engine.py " + " ".join(sys.argv[1:]),
               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": str(device),
               "threads": args.threads, "machine": f"{platform.machine()} {platform.processor() or ''} "
                                                   f"torch {torch.__version__}",
-              "tables": [bench_table(t, device, variants, args.switches, args.iters)
+              "tables": [bench_table(t, device, args.switches, args.iters)
                          for t in TABLES if (ROOT / t).exists()]}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Weight-shared sub-network modules (dynofa_ros.engine.shared) against privately copied ones.
 
-For every eager point of each table (default: the shipped 28-px MBv3 table, then the ViT table): max abs
-output difference on the first 1,000 Fashion-MNIST test images (batched and at batch 1), batch-1
-one-thread latency of the shared module and of ``supernet.extract`` (interleaved rounds, medians of wall
-and thread CPU time), and memory (supernet, derived cache, private bytes; against private copies and
-separately built models, plus the process RSS growth measured in fresh subprocesses).
+For every eager point of each table (default: the shipped 28-px MBv3 table, then the retired ViT table
+in test/fixtures/legacy): max abs output difference on the first 1,000 Fashion-MNIST test images (batched
+and at batch 1), batch-1 one-thread latency of the shared module and of ``supernet.extract`` (interleaved
+rounds, medians of wall and thread CPU time), and memory (supernet, derived cache, private bytes; against
+private copies and separately built models, plus the process RSS growth measured in fresh subprocesses).
 
     python bench/bench_shared.py [--tables T.yaml ...] [--rounds 400] [--min-seconds 4] [--images 1000] \
         [--batch1-images 1000]
@@ -38,7 +38,7 @@ from dynofa_ros.operating_points import load_table, resolve_bn_stats, resolve_ch
 from dynofa_ros.supernet.checkpoint import load_supernet  # noqa: E402
 
 TABLES = [ROOT / "config/operating_points/fmnist28_ofa_mbv3.yaml",
-          ROOT / "config/operating_points/fmnist_elastic_vit.yaml"]
+          ROOT / "test/fixtures/legacy/fmnist_elastic_vit.yaml"]  # the ViT family: retired, under its target
 OUT = ROOT / "bench/results"
 
 RSS_SNIPPET = """

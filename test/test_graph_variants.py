@@ -16,7 +16,7 @@ from dynofa_ros.supernet.checkpoint import load_supernet
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 MBV3 = ROOT / "test" / "fixtures" / "legacy" / "fmnist_ofa_mbv3.yaml"
-VIT = ROOT / "config" / "operating_points" / "fmnist_elastic_vit.yaml"
+VIT = ROOT / "test" / "fixtures" / "legacy" / "fmnist_elastic_vit.yaml"
 
 pytestmark = pytest.mark.skipif(
     not MBV3.exists() or not VIT.exists() or not any((FMNIST_DIR / f"t10k-labels-idx1-ubyte{s}").exists()

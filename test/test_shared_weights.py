@@ -16,7 +16,7 @@ from dynofa_ros.supernet.checkpoint import load_supernet
 
 REPO = Path(__file__).resolve().parents[1]
 MBV3_TABLE = REPO / "test/fixtures/legacy/fmnist_ofa_mbv3.yaml"
-VIT_CKPT = REPO / "models/fmnist_elastic_vit.pt"
+VIT_CKPT = REPO / "test/fixtures/legacy/models/fmnist_elastic_vit.pt"
 PRESET28 = REPO / "models/fmnist28_ofa_mbv3.pt"
 TOL = 1e-5
 # 1,000 images on every MBv3 table point and wherever the shared module computes differently from
