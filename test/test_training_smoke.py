@@ -45,3 +45,20 @@ def test_resume_with_other_arguments_is_refused(tmp_path):
     train(_args(out, "--max-steps", "2"))
     with pytest.raises(SystemExit, match="other arguments"):
         train(_args(out, "--seed", "1"))
+
+
+def test_external_teacher_changes_the_training_and_is_recorded(tmp_path):
+    """--distill-from: a finished checkpoint's largest sub-network teaches the largest one; with weight 1 (KD
+    only) the weights end elsewhere than a label-only run's, the checkpoint records the teacher, and a
+    weight outside (0, 1] is refused."""
+    teacher = tmp_path / "teacher.pt"
+    train(_args(teacher, "--epochs", "0.4"))
+    plain = train(_args(tmp_path / "plain.pt", "--random", "0"))
+    taught = train(_args(tmp_path / "taught.pt", "--random", "0", "--distill-from", str(teacher),
+                         "--distill-weight", "1.0"))
+    assert str(teacher) in taught["method"] and str(teacher) not in plain["method"]
+    a, _ = load_supernet(tmp_path / "plain.pt", "ofa_mbv3")
+    b, _ = load_supernet(tmp_path / "taught.pt", "ofa_mbv3")
+    assert any(not torch.equal(va, vb) for va, vb in zip(a.state_dict().values(), b.state_dict().values()))
+    with pytest.raises(SystemExit, match="distill-weight"):
+        train(_args(tmp_path / "bad.pt", "--distill-from", str(teacher), "--distill-weight", "0"))

@@ -4,8 +4,10 @@ Each step trains the largest sub-network on the labels (label smoothing), then t
 ``--random`` random sub-networks on the largest one's soft predictions (BigNAS-style in-place
 distillation), each at its own input resolution; gradients accumulate and one optimizer step follows.
 The first ``--teacher-epochs`` train the largest sub-network alone (the first phase of progressive
-shrinking: the teacher is worth distilling from before the small ones follow it).  Learning rate:
-linear warm-up then cosine to zero over the whole run.
+shrinking: the teacher is worth distilling from before the small ones follow it).  ``--distill-from``
+adds a separately trained network whose soft predictions the largest sub-network also learns (DeiT-style
+distillation, e.g. the trained MBv3 teaching the ViT).  Learning rate: linear warm-up then cosine to zero
+over the whole run.
 
 Every random draw is seeded from (seed, step) or (seed, epoch), so a run resumed from its periodic
 state file (``<out>.state.pt``, written every ``--save-every`` steps) follows the same trajectory as
@@ -52,6 +54,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, help="peak AdamW learning rate")
     p.add_argument("--random", type=int, default=2, help="random sub-networks per step besides max/min")
+    p.add_argument("--distill-from", help="a finished checkpoint (any family) whose largest sub-network, BN "
+                                          "recalibrated, also teaches the largest one (soft targets, DeiT-style)")
+    p.add_argument("--distill-weight", type=float, default=0.5,
+                   help="share of the largest one's loss that is KD from --distill-from (the rest: labels)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", help="Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)")
@@ -85,13 +91,14 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def sandwich_step(supernet: Supernet, xb: torch.Tensor, yb: torch.Tensor, rng: random.Random,
-                  n_random: int, teacher_only: bool) -> tuple[float, float]:
+                  n_random: int, teacher_only: bool, teacher: "Teacher | None" = None) -> tuple[float, float]:
     """Accumulate the gradients of one step; returns (largest's CE loss, summed KD loss)."""
     largest = supernet.largest()
     supernet.set_active(largest)
     logits = supernet(preprocess(xb, largest.resolution))
     loss_max = F.cross_entropy(logits, yb, label_smoothing=0.1)
-    loss_max.backward()
+    loss = loss_max if teacher is None else teacher.blend(loss_max, logits, xb)
+    loss.backward()
     if teacher_only:
         return float(loss_max.detach()), 0.0
     soft = F.softmax(logits.detach(), dim=1)
@@ -103,6 +110,27 @@ def sandwich_step(supernet: Supernet, xb: torch.Tensor, yb: torch.Tensor, rng: r
         kd.backward()
         kd_total += float(kd.detach())
     return float(loss_max.detach()), kd_total
+
+
+class Teacher:
+    """A fixed, separately trained network whose soft predictions the largest sub-network also learns."""
+
+    def __init__(self, path: str, calib: torch.Tensor, weight: float) -> None:
+        from .checkpoint import load_supernet
+        if not 0.0 < weight <= 1.0:
+            raise SystemExit(f"--distill-weight must be in (0, 1], got {weight}")
+        supernet, _ = load_supernet(path)
+        spec = supernet.largest()
+        self.module = supernet.extract(spec)
+        recalibrate_bn(self.module, batches(calib, spec.resolution))
+        self.module.eval()
+        self.resolution, self.weight = spec.resolution, weight
+
+    def blend(self, label_loss: torch.Tensor, logits: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            soft = F.softmax(self.module(preprocess(xb, self.resolution)), dim=1)
+        kd = F.kl_div(F.log_softmax(logits, dim=1), soft, reduction="batchmean")
+        return (1.0 - self.weight) * label_loss + self.weight * kd
 
 
 def evaluate_ends(supernet: Supernet, calib: torch.Tensor, test_x: torch.Tensor,
@@ -131,7 +159,8 @@ def _save_state(path: Path, opt: torch.optim.Optimizer, step: int, cpu_s: float,
 def _run_args(args: argparse.Namespace) -> dict[str, Any]:
     """The arguments a resumed run must share with the run that wrote the state file."""
     return {k: getattr(args, k) for k in ("family", "preset", "epochs", "teacher_epochs", "batch_size",
-                                          "lr", "random", "seed", "train_images", "init")}
+                                          "lr", "random", "seed", "train_images", "init", "distill_from",
+                                          "distill_weight")}
 
 
 def _setup(args: argparse.Namespace, out: Path) -> tuple[Supernet, torch.optim.Optimizer, dict[str, Any]]:
@@ -144,7 +173,8 @@ def _setup(args: argparse.Namespace, out: Path) -> tuple[Supernet, torch.optim.O
     sp = state_path(out)
     if sp.exists() and out.exists() and not args.no_resume:
         saved = torch.load(sp, map_location="cpu", weights_only=True)
-        if saved["args"] != _run_args(args):
+        older = {"distill_from": None, "distill_weight": 0.5}  # state files written before these options
+        if {**older, **saved["args"]} != _run_args(args):
             raise SystemExit(f"{sp}: written by a run with other arguments {saved['args']}; "
                              f"pass the same ones or --no-resume")
         loaded, _ = load_supernet(out, args.family)
@@ -173,6 +203,7 @@ def train(args: argparse.Namespace) -> dict:
     calib = calibration_subset(images, 2000, args.seed)
     torch.manual_seed(args.seed)  # initial weights
     supernet, opt, state = _setup(args, out)
+    teacher = Teacher(args.distill_from, calib, args.distill_weight) if args.distill_from else None
     steps_per_epoch = images.shape[0] // args.batch_size
     total = max(1, int(round(args.epochs * steps_per_epoch)))
     teacher_steps = int(round(args.teacher_epochs * steps_per_epoch))
@@ -188,7 +219,7 @@ def train(args: argparse.Namespace) -> dict:
             group["lr"] = lr_at(step, total, args.lr)
         loss_max, kd = sandwich_step(supernet, augment(images[idx], gen), labels[idx],
                                      random.Random(args.seed * _STEP_SEED + step), args.random,
-                                     step < teacher_steps)
+                                     step < teacher_steps, teacher)
         torch.nn.utils.clip_grad_norm_(supernet.parameters(), 5.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -229,7 +260,9 @@ def _finish(args: argparse.Namespace, supernet: Supernet, out: Path, total: int,
             "teacher_epochs": args.teacher_epochs, "steps": total, "batch_size": args.batch_size,
             "lr": args.lr, "seed": args.seed, "random_per_step": args.random, "cpu_seconds": round(cpu_s, 1),
             "train_seconds": round(wall_s, 1), "threads": args.threads,
-            "method": "sandwich rule + in-place distillation, label smoothing 0.1, cosine LR",
+            "method": "sandwich rule + in-place distillation, label smoothing 0.1, cosine LR"
+                      + (f"; largest also distilled from {args.distill_from} (weight {args.distill_weight})"
+                         if args.distill_from else ""),
             "largest": {"id": supernet.largest().encode(), "test_accuracy": last["largest"]},
             "smallest": {"id": supernet.smallest().encode(), "test_accuracy": last["smallest"]},
             "history": history}
