@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from dynofa_ros.engine.bn_stats import load_bn_state, load_bn_stats  # noqa: E402
 from dynofa_ros.engine.pool import SubnetPool  # noqa: E402
 from dynofa_ros.engine.timing import resolve_device, summarize, time_call  # noqa: E402
-from dynofa_ros.operating_points import load_table, resolve_bn_stats, resolve_checkpoint, split_point_key  # noqa: E402
+from dynofa_ros.operating_points import load_table, resolve_bn_stats, resolve_checkpoint  # noqa: E402
 from dynofa_ros.supernet.checkpoint import load_supernet  # noqa: E402
 
 TABLES = ["config/operating_points/fmnist28_ofa_mbv3.yaml", "test/fixtures/legacy/fmnist_elastic_vit.yaml"]
@@ -109,7 +109,7 @@ def bench_table(table_rel: str, device: torch.device, switches: int, iters: int)
                        for k, v in memory.items()},
             "reference_reload_in_process_ms": summarize(reload_ms),
             "reference_rebuild_new_process_ms": summarize(process_ms),
-            "accuracy": {p.id: p.accuracy for p in base}}
+            "accuracy": {p.id: p.accuracy for p in table.points}}   # each row's own (int8 measures its own)
 
 
 def write_md(result: dict, path: Path) -> None:
@@ -128,7 +128,7 @@ def write_md(result: dict, path: Path) -> None:
                   f"{t['reference_rebuild_new_process_ms']['median']:.0f} ms", "",
                   "| point | accuracy | latency median | p95 | private MB |", "|---|---|---|---|---|"]
         for key, lat in t["latency_ms"].items():
-            acc = t["accuracy"].get(split_point_key(key)[0])
+            acc = t["accuracy"][key]
             mem = t["memory"][key]
             lines.append(f"| `{key}` | {acc:.4f} | {lat['median']:.2f} | {lat['p95']:.2f} | "
                          f"{mem['private_mb']:.3f} |")
