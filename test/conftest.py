@@ -110,12 +110,15 @@ class Probe:
         """
         client = self.node.create_client(srv_type, name)
         assert client.wait_for_service(timeout_sec=timeout), f'{name} not up'
+        return self._request(client, name, request, timeout, resend_s)
+
+    def _request(self, client, name: str, request, timeout: float, resend_s: float | None):
         deadline = time.monotonic() + timeout
         while True:
             future = client.call_async(request)
-            wait = deadline - time.monotonic() if resend_s is None else min(resend_s, deadline - time.monotonic())
+            left = deadline - time.monotonic()
             try:
-                self.wait_for(future.done, max(wait, 0.0), f'{name} reply')
+                self.wait_for(future.done, max(left if resend_s is None else min(resend_s, left), 0.0))
                 return future.result()
             except AssertionError:
                 if resend_s is None or time.monotonic() >= deadline:
@@ -129,18 +132,19 @@ class Probe:
     def lifecycle_change(self, node: str, transition: str, timeout: float = 90.0) -> bool:
         """Trigger configure / activate / deactivate / cleanup on a managed node; whether it succeeded.
 
-        A transition must not be sent twice, so the request goes once; the node's services are first
-        exercised through get_state (which may be repeated) so that discovery has settled.
+        A transition must not be sent twice, so the request goes once, on a client created before a
+        get_state round trip (which may be repeated), so that its discovery has settled.
         """
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
         ids = {'configure': Transition.TRANSITION_CONFIGURE, 'activate': Transition.TRANSITION_ACTIVATE,
                'deactivate': Transition.TRANSITION_DEACTIVATE, 'cleanup': Transition.TRANSITION_CLEANUP}
         request = ChangeState.Request(transition=Transition(id=ids[transition]))
-        client = self.node.create_client(ChangeState, f'/{node}/change_state')
-        assert client.wait_for_service(timeout_sec=timeout), f'/{node}/change_state not up'
-        self.lifecycle_state(node)
-        return self.call(ChangeState, f'/{node}/change_state', request, timeout, resend_s=None).success
+        name = f'/{node}/change_state'
+        client = self.node.create_client(ChangeState, name)
+        assert client.wait_for_service(timeout_sec=timeout), f'{name} not up'
+        self.lifecycle_state(node)  # a round trip that gives this client's reply reader time to be matched
+        return self._request(client, name, request, timeout, resend_s=None).success
 
     def set_parameters(self, node: str, values: dict, timeout: float = 10.0):
         """Call /<node>/set_parameters (idempotent, so resent if a reply is lost); its first result."""
