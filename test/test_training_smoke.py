@@ -62,3 +62,12 @@ def test_external_teacher_changes_the_training_and_is_recorded(tmp_path):
     assert any(not torch.equal(va, vb) for va, vb in zip(a.state_dict().values(), b.state_dict().values()))
     with pytest.raises(SystemExit, match="distill-weight"):
         train(_args(tmp_path / "bad.pt", "--distill-from", str(teacher), "--distill-weight", "0"))
+
+
+def test_a_chain_of_warm_restarts_records_the_cost_of_every_stage(tmp_path):
+    """--init from a checkpoint that was itself a warm restart: total_cpu_seconds covers all three stages."""
+    first = train(_args(tmp_path / "a.pt", "--epochs", "0.4"))
+    second = train(_args(tmp_path / "b.pt", "--epochs", "0.4", "--init", str(tmp_path / "a.pt")))
+    third = train(_args(tmp_path / "c.pt", "--epochs", "0.4", "--init", str(tmp_path / "b.pt")))
+    assert second["total_cpu_seconds"] == pytest.approx(second["cpu_seconds"] + first["cpu_seconds"], abs=0.2)
+    assert third["total_cpu_seconds"] == pytest.approx(third["cpu_seconds"] + second["total_cpu_seconds"], abs=0.2)

@@ -185,8 +185,9 @@ def _setup(args: argparse.Namespace, out: Path) -> tuple[Supernet, torch.optim.O
     elif args.init:
         start, init_meta = load_supernet(args.init, args.family)
         supernet.load_state_dict(start.state_dict())
+        # a chain of warm restarts: the starting point's own cost already includes the ones before it
         state["init"] = {"path": str(args.init), "epochs": init_meta.get("epochs"),
-                         "cpu_seconds": init_meta.get("cpu_seconds", 0.0)}
+                         "cpu_seconds": init_meta.get("total_cpu_seconds", init_meta.get("cpu_seconds", 0.0))}
         print(f"starting from the weights of {args.init} ({init_meta.get('epochs')} epochs)", flush=True)
     supernet.train()
     return supernet, opt, state
