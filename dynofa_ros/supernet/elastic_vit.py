@@ -145,15 +145,18 @@ class _StaticLayer(nn.Module):
 
 
 def _tokenizer(in_channels: int, embed: int, patch: int, stem_channels: int) -> tuple[nn.Module | None, nn.Conv2d]:
-    """(stem, patch_embed). Without a stem: one patch x patch conv.  With ``stem_channels``: a 3x3 stride-2
-    conv + GELU, then a 3x3 stride-2 conv to the embedding (patch 4). Early convolutions make a small ViT
-    train far faster (Xiao et al. 2021, "Early convolutions help transformers see better")."""
+    """(stem, patch_embed). Without a stem: one patch x patch conv.  With ``stem_channels`` ``c``: a 3x3
+    conv to ``c`` at full resolution + GELU, a 3x3 stride-2 conv to ``2c`` + GELU, then a 3x3 stride-2 conv
+    to the embedding (patch 4).  Early convolutions make a small ViT train far faster (Xiao et al. 2021,
+    "Early convolutions help transformers see better"); no norm layer, so every sub-network shares the
+    stem as it is and the family keeps no per-sub-network statistics."""
     if not stem_channels:
         return None, nn.Conv2d(in_channels, embed, patch, stride=patch)
     if patch != 4:
         raise ValueError(f"a conv stem tokenises with stride 4; got patch {patch}")
-    return (nn.Sequential(nn.Conv2d(in_channels, stem_channels, 3, 2, 1), nn.GELU()),
-            nn.Conv2d(stem_channels, embed, 3, 2, 1))
+    c = stem_channels
+    return (nn.Sequential(nn.Conv2d(in_channels, c, 3, 1, 1), nn.GELU(), nn.Conv2d(c, 2 * c, 3, 2, 1), nn.GELU()),
+            nn.Conv2d(2 * c, embed, 3, 2, 1))
 
 
 class ViTSubnet(nn.Module):
