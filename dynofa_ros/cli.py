@@ -55,8 +55,21 @@ def _load_mbv3(path: str, official: bool = False):
         return MBv3Adapter(load_official_ofa_mbv3(path)), {}
     supernet, meta = load_supernet(path)
     if supernet.family != "ofa_mbv3":
-        sys.exit(f"dynofa: {path} holds a {supernet.family!r} supernet; profile/search support ofa_mbv3")
+        sys.exit(f"dynofa: {path} holds a {supernet.family!r} supernet; profile supports ofa_mbv3")
     return MBv3Adapter(supernet), meta
+
+
+def _load_searchable(path: str):
+    """The search adapter for a project checkpoint of either family."""
+    from dynofa_ros.offline.pipeline import MBv3Adapter
+    from dynofa_ros.offline.vit_adapter import ViTAdapter
+    from dynofa_ros.supernet.checkpoint import load_supernet
+
+    supernet, meta = load_supernet(path)
+    adapters = {"ofa_mbv3": MBv3Adapter, "elastic_vit": ViTAdapter}
+    if supernet.family not in adapters:
+        sys.exit(f"dynofa search: {path} holds a {supernet.family!r} supernet; search supports {sorted(adapters)}")
+    return adapters[supernet.family](supernet), meta
 
 
 def _eval_data(args: argparse.Namespace, eval_split: str, eval_n: int | None):
@@ -142,25 +155,26 @@ def cmd_search(args: argparse.Namespace) -> int:
     import torch
 
     from dynofa_ros.datasets import FMNIST_LABELS, FMNIST_MEAN, FMNIST_STD
-    from dynofa_ros.offline.pipeline import (build_lut, keep_front, refine_predictor, remeasure, run_search,
-                                             search_cost, unique_candidates, widest_twin, write_table)
+    from dynofa_ros.offline.pipeline import keep_front, refine_predictor, remeasure, run_search, unique_candidates, write_table
     from dynofa_ros.offline.profiler import device_key
 
     torch.set_num_threads(args.eval_threads or args.threads)  # accuracy passes; latency runs use --threads
     t_start = time.perf_counter()
-    adapter, meta = _load_mbv3(args.checkpoint)
+    adapter, meta = _load_searchable(args.checkpoint)
     sn = adapter.supernet
+    if sn.family == "elastic_vit" and args.form != "eager":
+        sys.exit(f"dynofa search --form {args.form}: the elastic ViT is searched in eager form only")
     dev_key = device_key(args.device, args.threads, args.qualifier)
     lut = None
     if args.lut:
         # loads the table; profiles only what is missing
-        lut = build_lut(sn, args.lut, device=args.device, threads=args.threads, stat=args.lut_stat, clock=args.clock,
-                        form=args.form)
+        lut = adapter.build_lut(args.lut, device=args.device, threads=args.threads, stat=args.lut_stat,
+                                clock=args.clock, form=args.form)
     elif args.form != "eager" and args.metric == "latency":
         sys.exit(f"dynofa search --form {args.form}: give --lut (a folder for that form's per-layer LUT)")
     predictor, samples, predictor_data = _own_predictor(args, adapter)
     t0 = time.perf_counter()
-    model = search_cost(adapter, args.metric, lut)
+    model = adapter.cost_model(args.metric, lut)
     print(f"cost range {model.low:.3f} .. {model.high:.3f} {'ms' if args.metric == 'latency' else 'MFLOPs'} "
           "(found over the whole space)")
     limits = _limits(args.limits) if args.limits else model.default_limits(args.n_limits)
@@ -183,7 +197,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     search_s = time.perf_counter() - t0
     cands = unique_candidates(results, key=lambda a: a)
     if args.form != "eager":
-        cands += [t for t in dict.fromkeys(widest_twin(adapter, a) for a in cands) if t not in cands]
+        cands += [t for t in dict.fromkeys(adapter.widest_twin(a) for a in cands) if t not in cands]
     # the space's extremes are always re-measured too, so the kept front spans the whole trade-off even
     # where the predictor (fitted on few samples) misranks near the ends
     for anchor in (adapter.from_spec(sn.smallest()), adapter.from_spec(sn.largest())):
@@ -484,7 +498,7 @@ def _add_profile(sub) -> None:
 
 def _add_search(sub) -> None:
     se = sub.add_parser("search", help="evolutionary search + re-measure -> operating-point table")
-    se.add_argument("--checkpoint", help="project supernet checkpoint (ofa_mbv3); with --ofa-predictor: the official "
+    se.add_argument("--checkpoint", help="project supernet checkpoint (ofa_mbv3 or elastic_vit); with --ofa-predictor: the official "
                                          "OFA file, whose predicted front is then re-measured on this device")
     se.add_argument("--checkpoint-ref", help="checkpoint path written into the table (default: --checkpoint)")
     se.add_argument("--out", help="operating-point table to write (YAML); JSON candidates in --ofa-predictor mode")

@@ -11,7 +11,7 @@ import torch
 from dynofa_ros.cli import main
 from dynofa_ros.engine.bn_stats import load_bn_state, load_bn_stats
 from dynofa_ros.offline.lut import ResolutionLUT, mbv3_layers
-from dynofa_ros.offline.pipeline import MBv3Adapter, corner_archs, mbv3_macs, widest_twin
+from dynofa_ros.offline.pipeline import MBv3Adapter, mbv3_macs
 from dynofa_ros.offline.search import dominates
 from dynofa_ros.operating_points import load_table, resolve_bn_stats
 from dynofa_ros.supernet.checkpoint import build_supernet, save_supernet
@@ -49,7 +49,7 @@ def test_corners_set_one_choice_everywhere(tiny):
     """Every resolution x {shallowest, deepest} x {smallest, largest} kernel x {smallest, largest} expand."""
     _, sn = tiny
     ad = MBv3Adapter(sn)
-    corners = corner_archs(ad)
+    corners = ad.corners()
     assert len(corners) == len(set(corners)) == len(ad.rs) * 2 * 2 * 2
     assert ad.from_spec(sn.largest()) in corners and ad.from_spec(sn.smallest()) in corners
     for a in corners:
@@ -129,11 +129,11 @@ def test_search_table_bn_and_plot(tiny, tmp_path, form):
     if form == "int8":  # each winner's widest twin (largest kernel and expand, same depths) was measured too
         candidate_ids = {c["id"] for c in report["candidates"]}
         for s in report["sweep"]:
-            assert ad.to_spec(widest_twin(ad, ad.from_spec(s["id"]))).encode() in candidate_ids
+            assert ad.to_spec(ad.widest_twin(ad.from_spec(s["id"]))).encode() in candidate_ids
     # the predictor saw the space's corners and was refitted on the sweep's winners it had not seen
     sample_ids = [s["id"] for s in report["predictor_samples"]]
-    assert {ad.to_spec(a).encode() for a in corner_archs(ad)} <= set(sample_ids)
-    fitted_first = len(corner_archs(ad)) + 4  # the corners hold the largest and the smallest; 4 random
+    assert {ad.to_spec(a).encode() for a in ad.corners()} <= set(sample_ids)
+    fitted_first = len(ad.corners()) + 4  # the corners hold the largest and the smallest; 4 random
     assert len(sample_ids) == len(set(sample_ids)) > fitted_first
     for p in table.points:
         module = sn.extract(p.id)

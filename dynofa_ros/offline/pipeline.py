@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
@@ -25,15 +25,30 @@ from dynofa_ros.offline.search import (CostModel, EvolutionParams, SearchResult,
                                        slot_cost_model, slot_encode, slot_space, sweep, unique_candidates,
                                        with_true_cheapest)
 
-__all__ = ["MBv3Adapter", "EvalData", "Measured", "build_lut", "corner_archs", "fit_predictor", "keep_front",
+__all__ = ["MBv3Adapter", "EvalData", "Measured", "SearchAdapter", "build_lut", "fit_predictor", "keep_front",
            "lut_error", "mbv3_macs", "measure_accuracy", "measure_samples", "refine_predictor", "remeasure",
-           "run_search", "search_cost", "served_form", "top1", "train_predictor", "unique_candidates",
-           "widest_twin", "write_table"]
+           "run_search", "served_form", "top1", "train_predictor", "unique_candidates", "write_table"]
 from dynofa_ros.operating_points import (LatencyStats, Normalization, OperatingPoint, OperatingPointTable,
                                          SupernetInfo, save_table)
 from dynofa_ros.supernet.ofa_mbv3 import MBv3Spec, OFAMobileNetV3Supernet
 
 from ofa.utils import make_divisible
+
+
+class SearchAdapter(Protocol):
+    """What the search pipeline needs of a family (MBv3Adapter here, vit_adapter.ViTAdapter)."""
+    supernet: Any
+
+    def space(self) -> SearchSpace: ...
+    def to_spec(self, a: Any) -> Any: ...
+    def from_spec(self, spec: Any) -> Any: ...
+    def encode(self, a: Any) -> list[float]: ...
+    def mflops(self, a: Any) -> float: ...
+    def corners(self) -> list[Any]: ...
+    def widest_twin(self, a: Any) -> Any: ...
+    def cost_model(self, metric: str, lut: ResolutionLUT | None) -> CostModel: ...
+    def predicted_ms(self, lut: ResolutionLUT, a: Any) -> float: ...
+    def build_lut(self, folder: str | Path, **kwargs: Any) -> ResolutionLUT: ...
 
 
 def mbv3_macs(layers: Sequence[LayerDesc], first_kernel: int = 3) -> int:
@@ -111,6 +126,42 @@ class MBv3Adapter:
 
     def mflops(self, a: SlotArch) -> float:
         return mbv3_macs(self.layers(a), self.first_kernel) / 1e6
+
+    def corners(self) -> list[SlotArch]:
+        """The space's corners: each resolution x shallowest/deepest x smallest/largest uniform kernel and
+        expand.  Random samples almost never set one choice in every slot, so without them the predictor
+        cannot see a choice's main effect (fitted on random samples only, it ranked all-k3 above all-k5 at
+        depth 1 on the 28-px supernet, where measured all-k5 is 1.5 pp more accurate)."""
+        largest = self.from_spec(self.supernet.largest())
+        n_slots, n_stages = len(largest.ks), len(largest.d)
+        return [SlotArch((k,) * n_slots, (e,) * n_slots, (d,) * n_stages, r)
+                for r in self.rs for d in (min(self.ds), max(self.ds))
+                for k in (min(self.ks), max(self.ks)) for e in (min(self.es), max(self.es))]
+
+    def widest_twin(self, a: SlotArch) -> SlotArch:
+        """``a`` with the largest kernel and expand in every slot, at its depths and resolution.  In int8 a
+        layer's kernel and expansion cost almost nothing (depth and resolution do), so this twin is about as
+        fast and usually more accurate; an int8 search re-measures it beside each winner, because the
+        predictor resolves per-slot choices worse than the measurement does."""
+        return SlotArch((max(self.ks),) * len(a.ks), (max(self.es),) * len(a.e), a.d, a.r)
+
+    def cost_model(self, metric: str, lut: ResolutionLUT | None) -> CostModel:
+        """The constraint metric ('latency' via the LUT, in ms, or 'mflops') with its true range."""
+        if metric == "latency":
+            if lut is None:
+                raise ValueError("latency-constrained search needs a latency LUT (dynofa profile --lut)")
+            exact = lambda a: self.predicted_ms(lut, a)  # noqa: E731
+        elif metric == "mflops":
+            exact = self.mflops
+        else:
+            raise ValueError(f"unknown constraint metric {metric!r}; use 'latency' or 'mflops'")
+        return slot_cost_model(exact, self.ks, self.es, self.ds, self.rs)
+
+    def predicted_ms(self, lut: ResolutionLUT, a: SlotArch) -> float:
+        return lut.tables[a.r].predict(self.layers(a))
+
+    def build_lut(self, folder: str | Path, **kwargs: Any) -> ResolutionLUT:
+        return build_lut(self.supernet, folder, **kwargs)
 
 
 # ---------------------------------------------------------------------------------- LUT profiling
@@ -208,27 +259,7 @@ def top1(module: torch.nn.Module, data: EvalData, resolution: int) -> float:
     return correct / len(data.eval_labels)
 
 
-def corner_archs(adapter: MBv3Adapter) -> list[SlotArch]:
-    """The space's corners: each resolution x shallowest/deepest x smallest/largest uniform kernel and
-    expand.  Random samples almost never set one choice in every slot, so without them the predictor
-    cannot see a choice's main effect (fitted on random samples only, it ranked all-k3 above all-k5 at
-    depth 1 on the 28-px supernet, where measured all-k5 is 1.5 pp more accurate)."""
-    largest = adapter.from_spec(adapter.supernet.largest())
-    n_slots, n_stages = len(largest.ks), len(largest.d)
-    return [SlotArch((k,) * n_slots, (e,) * n_slots, (d,) * n_stages, r)
-            for r in adapter.rs for d in (min(adapter.ds), max(adapter.ds))
-            for k in (min(adapter.ks), max(adapter.ks)) for e in (min(adapter.es), max(adapter.es))]
-
-
-def widest_twin(adapter: MBv3Adapter, a: SlotArch) -> SlotArch:
-    """``a`` with the largest kernel and expand in every slot, at its depths and resolution.  In int8 a
-    layer's kernel and expansion cost almost nothing (depth and resolution do), so this twin is about as
-    fast and usually more accurate; an int8 search re-measures it beside each winner, because the
-    predictor resolves per-slot choices worse than the measurement does."""
-    return SlotArch((max(adapter.ks),) * len(a.ks), (max(adapter.es),) * len(a.e), a.d, a.r)
-
-
-def measure_samples(adapter: MBv3Adapter, archs: Sequence[SlotArch], data: EvalData, *,
+def measure_samples(adapter: SearchAdapter, archs: Sequence[SlotArch], data: EvalData, *,
                     show_progress: bool = True) -> list[tuple[SlotArch, float]]:
     """(architecture, measured accuracy) for each of ``archs``: the predictor's training data."""
     from tqdm import tqdm
@@ -237,21 +268,21 @@ def measure_samples(adapter: MBv3Adapter, archs: Sequence[SlotArch], data: EvalD
             for a in tqdm(archs, desc="predictor data", unit="net", disable=not show_progress)]
 
 
-def fit_predictor(adapter: MBv3Adapter, samples: Sequence[tuple[SlotArch, float]], *,
+def fit_predictor(adapter: SearchAdapter, samples: Sequence[tuple[SlotArch, float]], *,
                   seed: int = 0) -> MLPAccuracyPredictor:
     pred = MLPAccuracyPredictor(len(adapter.encode(samples[0][0])), seed=seed)
     pred.fit([adapter.encode(a) for a, _ in samples], [acc for _, acc in samples])
     return pred
 
 
-def train_predictor(adapter: MBv3Adapter, data: EvalData, n: int, *, seed: int = 0,
+def train_predictor(adapter: SearchAdapter, data: EvalData, n: int, *, seed: int = 0,
                     show_progress: bool = True) -> tuple[MLPAccuracyPredictor, list[tuple[SlotArch, float]]]:
     """Measure the largest, the smallest, the space's corners and `n` random sub-networks; fit the
     project's predictor on them."""
     rng = random.Random(seed)
     space = adapter.space()
     archs = [adapter.from_spec(adapter.supernet.largest()), adapter.from_spec(adapter.supernet.smallest())]
-    archs += [a for a in corner_archs(adapter) if a not in archs]
+    archs += [a for a in adapter.corners() if a not in archs]
     seen = set(archs)
     target = len(archs) + n
     while len(archs) < target:
@@ -263,7 +294,7 @@ def train_predictor(adapter: MBv3Adapter, data: EvalData, n: int, *, seed: int =
     return fit_predictor(adapter, samples, seed=seed), samples
 
 
-def refine_predictor(adapter: MBv3Adapter, predictor: MLPAccuracyPredictor, samples: list[tuple[SlotArch, float]],
+def refine_predictor(adapter: SearchAdapter, predictor: MLPAccuracyPredictor, samples: list[tuple[SlotArch, float]],
                      data: EvalData, search: Callable[[MLPAccuracyPredictor], list[SearchResult[SlotArch]]], *,
                      rounds: int, seed: int = 0, show_progress: bool = True
                      ) -> tuple[MLPAccuracyPredictor, list[tuple[SlotArch, float]], list[SearchResult[SlotArch]]]:
@@ -308,20 +339,7 @@ class Measured:
         return self.form_latency[dev_key].median, self.form_accuracy
 
 
-def search_cost(adapter: MBv3Adapter, metric: str, lut: ResolutionLUT | None) -> CostModel:
-    """The constraint metric ('latency' via the LUT, in ms, or 'mflops') with its true range."""
-    if metric == "latency":
-        if lut is None:
-            raise ValueError("latency-constrained search needs a latency LUT (dynofa profile --lut)")
-        exact = lambda a: lut.tables[a.r].predict(adapter.layers(a))  # noqa: E731
-    elif metric == "mflops":
-        exact = adapter.mflops
-    else:
-        raise ValueError(f"unknown constraint metric {metric!r}; use 'latency' or 'mflops'")
-    return slot_cost_model(exact, adapter.ks, adapter.es, adapter.ds, adapter.rs)
-
-
-def run_search(adapter: MBv3Adapter, predictor: MLPAccuracyPredictor, model: CostModel, *, limits: Sequence[float],
+def run_search(adapter: SearchAdapter, predictor: MLPAccuracyPredictor, model: CostModel, *, limits: Sequence[float],
                params: EvolutionParams, on_skip: Callable[[float, str], None] | None = None
                ) -> list[SearchResult[SlotArch]]:
     """Sweep the evolution over `limits` of the model's metric, seeded from the true cheapest network."""
@@ -330,7 +348,7 @@ def run_search(adapter: MBv3Adapter, predictor: MLPAccuracyPredictor, model: Cos
     return sweep(space, acc, model.cost, limits, params, on_skip=on_skip)
 
 
-def remeasure(adapter: MBv3Adapter, archs: Sequence[SlotArch], data: EvalData, *, device: str, threads: int | None,
+def remeasure(adapter: SearchAdapter, archs: Sequence[SlotArch], data: EvalData, *, device: str, threads: int | None,
               lut: ResolutionLUT | None, warmup: int = 10, runs: int = 50, show_progress: bool = True,
               clock: str = "wall", form: str = "eager") -> list[Measured]:
     """Real figures for each candidate: accuracy after BN recalibration, latency on the device, memory;
@@ -351,7 +369,7 @@ def remeasure(adapter: MBv3Adapter, archs: Sequence[SlotArch], data: EvalData, *
                      latency={key: LatencyStats(t.median_ms, t.p95_ms)}, memory_mb=module_memory_mb(module),
                      peak_memory_mb=peak, mflops=adapter.mflops(a),
                      params_m=sum(p.numel() for p in module.parameters()) / 1e6,
-                     predicted_ms=lut.tables[a.r].predict(adapter.layers(a)) if lut else None, bn=bn, form=form)
+                     predicted_ms=adapter.predicted_ms(lut, a) if lut else None, bn=bn, form=form)
         if form != "eager":
             served = served_form(module, form, x, data.batches("calib", spec.resolution)[:2])
             ft = measure_latency(served, x, warmup=warmup, runs=runs, threads=threads, clock=clock)
@@ -374,7 +392,7 @@ def keep_front(measured: Sequence[Measured], dev_key: str) -> list[Measured]:
     return sorted(front, key=lambda m: m.judged(dev_key)[0])
 
 
-def write_table(kept: Sequence[Measured], adapter: MBv3Adapter, table_path: str | Path, *, checkpoint: str,
+def write_table(kept: Sequence[Measured], adapter: SearchAdapter, table_path: str | Path, *, checkpoint: str,
                 normalization: Normalization, labels: Sequence[str] | None, dev_key: str,
                 calibration: dict[str, Any]) -> OperatingPointTable:
     """BN statistics under `<table dir>/bn/<table name>/` (that folder is the table's: statistics of
@@ -384,10 +402,11 @@ def write_table(kept: Sequence[Measured], adapter: MBv3Adapter, table_path: str 
     points = []
     for m in kept:
         rel = bn_dir / bn_stats_filename(m.spec_id)
-        save_bn_stats(table_path.parent / rel, m.spec_id, m.bn, calibration)
+        if m.bn:  # a family without BatchNorm (the ViT) has no statistics to ship
+            save_bn_stats(table_path.parent / rel, m.spec_id, m.bn, calibration)
         spec = adapter.supernet.decode(m.spec_id)
         points.append(OperatingPoint(id=m.spec_id, architecture=spec.describe(), graph_variant="eager",
-                                     bn_stats=rel.as_posix(), resolution=spec.resolution,
+                                     bn_stats=rel.as_posix() if m.bn else None, resolution=spec.resolution,
                                      accuracy=round(m.accuracy, 5), mflops=round(m.mflops, 3),
                                      params_m=round(m.params_m, 4), memory_mb=round(m.memory_mb, 3),
                                      latency_ms={dev_key: LatencyStats(round(m.latency[dev_key].median, 4),
@@ -400,7 +419,7 @@ def write_table(kept: Sequence[Measured], adapter: MBv3Adapter, table_path: str 
         devices=(dev_key,), points=tuple(points))
     save_table(table, table_path)
     # the bn/<table name>/ folder belongs to this table: drop statistics of points no longer kept
-    keep = {bn_stats_filename(m.spec_id) for m in kept}
+    keep = {bn_stats_filename(m.spec_id) for m in kept if m.bn}
     for stale in (table_path.parent / bn_dir).glob("*.pt"):
         if stale.name not in keep:
             stale.unlink()
