@@ -20,17 +20,9 @@ cd "$(dirname "$0")/.."
 THREADS=${1:-$(nproc)}
 OUT=out/train
 mkdir -p "$OUT"
-stage() {  # stage <out name> <args...>: one schedule, skipped when its checkpoint exists
-    local name=$1; shift
-    if [[ -f $OUT/$name.pt ]]; then
-        echo "[train_fmnist28] $OUT/$name.pt exists: stage done"
-        return
-    fi
-    python3 scripts/train_supernet.py --family ofa_mbv3 --preset fmnist28 --threads "$THREADS" \
-        --out "$OUT/$name.pt" "$@" 2>&1 | tee "$OUT/$name.log"
-}
-stage fmnist28_ofa_mbv3_e2 --epochs 2 --teacher-epochs 0.25 --lr 3e-3
-stage fmnist28_ofa_mbv3_e6 --epochs 4 --lr 2e-3 --init "$OUT/fmnist28_ofa_mbv3_e2.pt"
-stage fmnist28_ofa_mbv3_e10 --epochs 4 --lr 1.2e-3 --init "$OUT/fmnist28_ofa_mbv3_e6.pt"
+source scripts/train_stages.sh
+stage ofa_mbv3 fmnist28_ofa_mbv3_e2 --epochs 2 --teacher-epochs 0.25 --lr 3e-3
+stage ofa_mbv3 fmnist28_ofa_mbv3_e6 --epochs 4 --lr 2e-3 --init "$OUT/fmnist28_ofa_mbv3_e2.pt"
+stage ofa_mbv3 fmnist28_ofa_mbv3_e10 --epochs 4 --lr 1.2e-3 --init "$OUT/fmnist28_ofa_mbv3_e6.pt"
 echo "[train_fmnist28] done: $OUT/fmnist28_ofa_mbv3_e10.pt; rebuild the table with"
 echo "  bash scripts/build_fmnist28_table.sh $OUT/fmnist28_ofa_mbv3_e10.pt"

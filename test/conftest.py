@@ -45,6 +45,20 @@ def legacy_table(name: str = 'fmnist_ofa_mbv3') -> Path:
     return LEGACY / f'{name}.yaml'
 
 
+def tiny_supernet_file(folder: Path, family: str, config: dict) -> tuple[Path, object]:
+    """A small supernet of ``family`` built with seed 0, saved in the project format: (path, supernet)."""
+    import torch
+
+    from dynofa_ros.supernet.checkpoint import build_supernet, save_supernet
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    sn = build_supernet(family, config)
+    path = folder / f"tiny_{family}.pt"
+    save_supernet(sn, path)
+    return path, sn
+
+
 class Probe:
     """An rclpy node in the test process, on the graph's domain, collecting messages by topic."""
 

@@ -14,7 +14,7 @@ from dynofa_ros.offline.lut import ResolutionLUT, mbv3_layers
 from dynofa_ros.offline.pipeline import MBv3Adapter, mbv3_macs
 from dynofa_ros.offline.search import dominates
 from dynofa_ros.operating_points import load_table, resolve_bn_stats
-from dynofa_ros.supernet.checkpoint import build_supernet, save_supernet
+from conftest import tiny_supernet_file
 
 TINY = dict(n_classes=10, width_mult=1.0, ks_list=(3, 5), expand_ratio_list=(3, 4), depth_list=(2, 3),
             in_channels=1, base_stage_width=(8, 8, 8, 8, 16, 16, 16, 32, 32), first_stride=1,
@@ -23,12 +23,7 @@ TINY = dict(n_classes=10, width_mult=1.0, ks_list=(3, 5), expand_ratio_list=(3, 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> tuple[Path, object]:
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    sn = build_supernet("ofa_mbv3", TINY)
-    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
-    save_supernet(sn, path)
-    return path, sn
+    return tiny_supernet_file(tmp_path_factory.mktemp("tiny"), "ofa_mbv3", TINY)
 
 
 def test_macs_match_supernet_count(tiny):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_supernet_file
 
 from dynofa_ros.cli import main
 from dynofa_ros.engine.pool import SubnetPool
@@ -16,7 +17,6 @@ from dynofa_ros.offline.lut import ResolutionLUT
 from dynofa_ros.offline.search import dominates
 from dynofa_ros.offline.vit_adapter import ViTAdapter
 from dynofa_ros.operating_points import load_table
-from dynofa_ros.supernet.checkpoint import build_supernet, save_supernet
 from dynofa_ros.supernet.elastic_vit import ViTSpec
 
 TINY = dict(n_classes=10, in_channels=1, patch=4, embed_list=(16, 32), depth_list=(1, 2), heads_list=(1, 2),
@@ -25,11 +25,7 @@ TINY = dict(n_classes=10, in_channels=1, patch=4, embed_list=(16, 32), depth_lis
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> tuple[Path, ViTAdapter]:
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    sn = build_supernet("elastic_vit", TINY)
-    path = tmp_path_factory.mktemp("tiny_vit") / "tiny_vit.pt"
-    save_supernet(sn, path)
+    path, sn = tiny_supernet_file(tmp_path_factory.mktemp("tiny_vit"), "elastic_vit", TINY)
     return path, ViTAdapter(sn)
 
 
