@@ -255,15 +255,22 @@ def int8_qconfig_mapping(engine: str):
 
 
 def _quantized_nbytes(module: nn.Module) -> int:
-    """Bytes of a converted int8 model's weights: int8 values, float biases, per-channel scales."""
+    """Bytes of a converted int8 model's weights: int8 values, float biases, per-channel scales. A
+    quantised Linear keeps its (weight, bias) as a tuple in the state dict, so tuples are opened."""
     total = 0
-    for t in module.state_dict().values():
-        if not isinstance(t, torch.Tensor):
-            continue
-        total += t.numel() * t.element_size()
-        if t.is_quantized and t.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-            total += sum(a.numel() * a.element_size() for a in (t.q_per_channel_scales(),
-                                                                 t.q_per_channel_zero_points()))
+    for value in module.state_dict().values():
+        for t in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(t, torch.Tensor):
+                total += _tensor_nbytes(t)
+    return total
+
+
+def _tensor_nbytes(t: torch.Tensor) -> int:
+    """A tensor's values, plus its per-channel scales and zero points when it is quantised per channel."""
+    total = t.numel() * t.element_size()
+    if t.is_quantized and t.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+        total += sum(a.numel() * a.element_size() for a in (t.q_per_channel_scales(),
+                                                             t.q_per_channel_zero_points()))
     return total
 
 
