@@ -16,11 +16,7 @@
 # floating-point reduction order). Every stage is resumable (rerun the same command after an
 # interruption) and a finished stage is not run again.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-THREADS=${1:-$(nproc)}
-OUT=out/train
-mkdir -p "$OUT"
-source scripts/train_stages.sh
+source "$(dirname "$0")/train_stages.sh"
 stage ofa_mbv3 fmnist28_ofa_mbv3_e2 --epochs 2 --teacher-epochs 0.25 --lr 3e-3
 stage ofa_mbv3 fmnist28_ofa_mbv3_e6 --epochs 4 --lr 2e-3 --init "$OUT/fmnist28_ofa_mbv3_e2.pt"
 stage ofa_mbv3 fmnist28_ofa_mbv3_e10 --epochs 4 --lr 1.2e-3 --init "$OUT/fmnist28_ofa_mbv3_e6.pt"

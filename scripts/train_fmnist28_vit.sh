@@ -13,11 +13,7 @@
 # largest 89.42 % / smallest 81.50 % on the 10k test set (logs: bench/results/train_elastic_vit_fmnist28*.log).
 # Every stage is resumable (rerun the same command after an interruption); a finished one is skipped.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-THREADS=${1:-$(nproc)}
-OUT=out/train
-mkdir -p "$OUT"
-source scripts/train_stages.sh
+source "$(dirname "$0")/train_stages.sh"
 stage elastic_vit fmnist28_elastic_vit_s1 --epochs 12 --teacher-epochs 12 --lr 2e-3 --log-every 100
 stage elastic_vit fmnist28_elastic_vit --epochs 3 --lr 5e-4 --random 1 --log-every 100 \
     --init "$OUT/fmnist28_elastic_vit_s1.pt"

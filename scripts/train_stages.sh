@@ -2,6 +2,12 @@
 # multi-stage recipe into $OUT/NAME.pt (log $OUT/NAME.log), unless that checkpoint is finished. A partial
 # checkpoint (an interrupted stage, "partial" in its metadata) is resumed by the same command; one that
 # does not load (another architecture) stops the recipe with one line, so it is never silently replaced.
+# Sourcing it also sets the recipe up: the repository root as working directory, THREADS from the recipe's
+# first argument (a file sourced without arguments sees the caller's; default one per core), OUT=out/train.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+THREADS=${1:-$(nproc)}
+OUT=out/train
+mkdir -p "$OUT"
 stage_status() {  # absent | partial | finished
     [[ -f $1 ]] || { echo absent; return; }
     python3 -c 'import sys
