@@ -168,3 +168,19 @@ def test_default_table_has_no_dominated_row():
     table = load_table(default_table_path())
     assert table.supernet.checkpoint.endswith("fmnist28_ofa_mbv3.pt")
     assert dominated_rows(table, table.device_for("cpu")) == []
+
+
+def test_shipped_vit_table_meets_its_targets():
+    """The shipped ViT table: a front in every form, largest point >= 89 % (the models issue's target) and
+    an eager front spanning >= 3x in latency between its ends, with a checkpoint of at most 20 MB."""
+    from dynofa_ros.operating_points import default_table_path, resolve_checkpoint
+
+    path = default_table_path().with_name("fmnist28_elastic_vit.yaml")
+    table = load_table(path)
+    device = table.device_for("cpu")
+    assert table.supernet.family == "elastic_vit"
+    assert dominated_rows(table, device) == []
+    eager = [p.latency(device) for p in table.points if p.graph_variant == "eager"]
+    assert max(p.accuracy for p in table.points) >= 0.89
+    assert max(eager) >= 3 * min(eager)
+    assert resolve_checkpoint(path, table).stat().st_size <= 20 * 2**20
